@@ -1,0 +1,1 @@
+"""bioauth Python SDK (placeholder; filled in by the foundation work)."""
