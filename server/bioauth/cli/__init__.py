@@ -1,0 +1,1 @@
+"""The admin command ``bioauth``: one module per subcommand group, registered in ``main``."""

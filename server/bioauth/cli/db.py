@@ -1,0 +1,11 @@
+"""`bioauth db ...`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("db", help="db commands")
+    group = parser.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    del group  # subcommands land with their issues
