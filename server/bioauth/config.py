@@ -33,6 +33,7 @@ __all__ = [
     "LoggingSettings",
     "MatchingSettings",
     "Pkcs11Settings",
+    "QualitySettings",
     "ServerSettings",
     "Settings",
     "StoreSettings",
@@ -100,6 +101,19 @@ class TenantSettings(_Section):
         return self.audience or self.id
 
 
+class QualitySettings(_Section):
+    """Provisional capture-quality gates (set on the face test set, not calibrated on LFW)."""
+
+    min_side_px: int = Field(default=100, ge=1)
+    """A crop whose shorter side is below this holds too little detail (TOO_SMALL)."""
+    min_sharpness: float = Field(default=15.0, ge=0)
+    """Variance of the Laplacian of the luma at ``reference_side_px``; below it: TOO_BLURRED."""
+    min_mean_luma: float = Field(default=40.0, ge=0, le=255)
+    """Mean luma (0-255) below which a crop is TOO_DARK."""
+    reference_side_px: int = Field(default=150, ge=16)
+    """Crops are measured at this size so that sharpness does not depend on resolution."""
+
+
 class ImageSettings(_Section):
     max_encoded_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     """Largest encoded image accepted, checked before decoding (proto: MAX_ENCODED_IMAGE_BYTES)."""
@@ -109,6 +123,8 @@ class ImageSettings(_Section):
     """Smallest width or height of a usable crop."""
     max_pixels: int = Field(default=2048 * 2048, ge=64 * 64)
     """Largest width * height, against decompression bombs."""
+    quality: QualitySettings = QualitySettings()
+    """Gates for enrolment crops and stream frames (``bioauth.inference.quality``)."""
 
 
 class BatcherSettings(_Section):
