@@ -23,8 +23,8 @@ DEFAULT_OUT = PROTO_ROOT / "python"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 
-def proto_files() -> list[Path]:
-    return sorted(PROTO_ROOT.glob("bioauth/**/*.proto"))
+def proto_files(proto_root: Path = PROTO_ROOT) -> list[Path]:
+    return sorted(proto_root.glob("bioauth/**/*.proto"))
 
 
 def generated_files(out: Path) -> list[Path]:
@@ -33,17 +33,17 @@ def generated_files(out: Path) -> list[Path]:
     )
 
 
-def generate(out: Path) -> list[Path]:
+def generate(out: Path, proto_root: Path = PROTO_ROOT) -> list[Path]:
     well_known = resources.files("grpc_tools") / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             "grpc_tools.protoc",
-            f"-I{PROTO_ROOT}",
+            f"-I{proto_root}",
             f"-I{well_known}",
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
             f"--grpc_python_out={tmp}",
-            *(str(p.relative_to(PROTO_ROOT)) for p in proto_files()),
+            *(str(p.relative_to(proto_root)) for p in proto_files(proto_root)),
         ]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
@@ -61,8 +61,9 @@ def generate(out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--proto-root", type=Path, default=PROTO_ROOT)
     args = parser.parse_args(argv)
-    for path in generate(args.out):
+    for path in generate(args.out, args.proto_root):
         print(path)
     return 0
 

@@ -70,6 +70,8 @@ class ServerSettings(_Section):
     """Deadline applied to calls that arrive without one."""
     max_receive_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """gRPC's own cap on one message: 3 images of 2 MiB plus fields."""
+    drain_delay_s: float = Field(default=0.5, ge=0)
+    """On shutdown: how long health answers NOT_SERVING before the server stops accepting calls."""
     reflection: bool = True
     """Serve gRPC server reflection."""
     max_concurrent_rpcs: int = Field(default=1000, ge=1)

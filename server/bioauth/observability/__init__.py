@@ -1,1 +1,1 @@
-"""bioauth.observability."""
+"""Logging and metrics."""

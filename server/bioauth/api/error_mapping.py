@@ -1,0 +1,97 @@
+"""Turns typed errors into gRPC statuses, and records each call's outcome (log line, metrics).
+
+Sits inside authentication (unauthenticated calls never reach it) and outside the deadline
+interceptor, so a default deadline that expires is mapped like any other error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from bioauth.api.status import status_for
+from bioauth.errors import BioauthError
+from bioauth.observability.logging import get_logger
+from bioauth.observability.metrics import RPC_SECONDS, RPC_TOTAL
+from bioauth.security.authentication import PUBLIC_SERVICES
+from bioauth.security.handlers import wrap_handler
+
+__all__ = ["ErrorMappingInterceptor"]
+
+_LOGGER = get_logger(__name__)
+
+
+class ErrorMappingInterceptor(aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(PUBLIC_SERVICES):
+            return handler
+        return wrap_handler(handler, _unary(method), _stream(method))
+
+
+async def _fail(method: str, exc: BaseException, context: aio.ServicerContext[Any, Any], started: float) -> None:
+    code, message = status_for(exc)
+    if isinstance(exc, BioauthError) and code is not grpc.StatusCode.INTERNAL:
+        _LOGGER.info("rpc_failed", code=code.name, error=type(exc).__name__, detail=exc.message)
+    else:
+        # Our bug or an integrity failure: full detail in the log, opaque to the caller.
+        _LOGGER.error("rpc_error", code=code.name, error=type(exc).__name__, exc_info=exc)
+    _record(method, code, started)
+    await context.abort(code, message)
+
+
+def _record(method: str, code: grpc.StatusCode, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    RPC_TOTAL.labels(method=method, code=code.name).inc()
+    RPC_SECONDS.labels(method=method).observe(elapsed)
+    _LOGGER.info("rpc_done", code=code.name, seconds=round(elapsed, 6))
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises an AbortError that must pass through untouched.
+    return isinstance(exc, aio.AbortError)
+
+
+def _unary(method: str) -> Callable[..., Awaitable[Any]]:
+    async def around(
+        call: Callable[..., Awaitable[Any]], request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> Any:
+        started = time.perf_counter()
+        try:
+            response = await call(request, context)
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await _fail(method, exc, context, started)
+            raise  # unreachable: abort raised
+        _record(method, grpc.StatusCode.OK, started)
+        return response
+
+    return around
+
+
+def _stream(method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def around(
+        call: Callable[..., AsyncIterator[Any]], request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        try:
+            async for item in call(request, context):
+                yield item
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await _fail(method, exc, context, started)
+            raise
+        _record(method, grpc.StatusCode.OK, started)
+
+    return around

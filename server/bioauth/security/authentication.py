@@ -1,0 +1,137 @@
+"""Who is calling: the gateway's credentials become a tenant, or the call is refused.
+
+Development uses API keys in the ``x-api-key`` metadata, matched by SHA-256 against the tenants
+in settings (the store records only tenant ids). mTLS identities come later through the same
+``TenantDirectory``. Refusal happens before any servicer code runs, with one opaque message;
+the cause is only logged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from bioauth.config import TenantSettings
+from bioauth.errors import InternalError, Unauthenticated
+from bioauth.observability.logging import get_logger
+from bioauth.security.handlers import wrap_handler
+
+__all__ = [
+    "API_KEY_HEADER",
+    "PUBLIC_SERVICES",
+    "AuthenticationInterceptor",
+    "TenantDirectory",
+    "current_tenant",
+]
+
+_LOGGER = get_logger(__name__)
+API_KEY_HEADER = "x-api-key"
+# Load balancers and operators must reach these without tenant credentials.
+PUBLIC_SERVICES: tuple[str, ...] = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+_MAX_API_KEY_LENGTH = 256
+_TENANT: contextvars.ContextVar[TenantSettings | None] = contextvars.ContextVar("bioauth_tenant", default=None)
+
+
+def current_tenant() -> TenantSettings:
+    tenant = _TENANT.get()
+    if tenant is None:
+        raise InternalError("no authenticated tenant in this context")
+    return tenant
+
+
+class TenantDirectory:
+    """Maps credentials to tenants; built once from settings."""
+
+    def __init__(self, tenants: Sequence[TenantSettings]) -> None:
+        self._by_digest = {digest: t for t in tenants for digest in t.api_key_sha256}
+
+    def authenticate_api_key(self, api_key: str | None) -> TenantSettings:
+        if not api_key:
+            raise Unauthenticated("no API key")
+        if len(api_key) > _MAX_API_KEY_LENGTH:
+            raise Unauthenticated("API key too long")
+        digest = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+        for known, tenant in self._by_digest.items():
+            if hmac.compare_digest(known, digest):
+                return tenant
+        raise Unauthenticated("unknown API key")
+
+
+class AuthenticationInterceptor(aio.ServerInterceptor):
+    """Rejects unauthenticated calls with UNAUTHENTICATED; binds the tenant for the rest."""
+
+    def __init__(self, directory: TenantDirectory) -> None:
+        self._directory = directory
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method
+        if method.startswith(PUBLIC_SERVICES):
+            return await continuation(handler_call_details)
+        metadata = {m.key: m.value for m in handler_call_details.invocation_metadata or ()}
+        api_key = metadata.get(API_KEY_HEADER)
+        handler = await continuation(handler_call_details)
+        try:
+            tenant = self._directory.authenticate_api_key(api_key if isinstance(api_key, str) else None)
+        except Unauthenticated as exc:
+            _LOGGER.warning("authentication_failed", method=method, cause=exc.message)
+            return _abort_handler(handler)
+        if handler is None:
+            return handler
+        return wrap_handler(handler, _bind_unary(tenant), _bind_stream(tenant))
+
+
+def _bind_unary(tenant: TenantSettings) -> Callable[..., Awaitable[Any]]:
+    async def around(call: Callable[..., Awaitable[Any]], request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        token = _TENANT.set(tenant)
+        try:
+            return await call(request, context)
+        finally:
+            _TENANT.reset(token)
+
+    return around
+
+
+def _bind_stream(tenant: TenantSettings) -> Callable[..., AsyncIterator[Any]]:
+    async def around(
+        call: Callable[..., AsyncIterator[Any]], request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        _TENANT.set(tenant)  # the stream runs in its own task; nothing to restore
+        async for item in call(request, context):
+            yield item
+
+    return around
+
+
+async def _abort(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+    # An aio abort handler must be async and await abort (grpc/grpc#37518).
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication failed")
+
+
+async def _abort_stream(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication failed")
+    yield None  # pragma: no cover - abort raises
+
+
+def _abort_handler(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
+    """An aborting handler of the same streaming kind as the real one."""
+    if handler is None or handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_abort)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(_abort)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_abort_stream)
+    return grpc.stream_stream_rpc_method_handler(_abort_stream)

@@ -1,0 +1,165 @@
+"""The real server process: health, reflection, authentication first, default deadlines, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
+from tests.support.server import TEST_API_KEYS, ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+SLOW_SERVER = [sys.executable, "-m", "tests.support.slow_server"]
+GOOD_KEY = (("x-api-key", TEST_API_KEYS["tenant-a"]),)
+BAD_KEY = (("x-api-key", "not-a-key"),)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path_factory.mktemp("server"), argv=SLOW_SERVER).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+async def channel(server: ServerProcess) -> AsyncIterator[aio.Channel]:
+    async with aio.insecure_channel(server.target) as ch:
+        yield ch
+
+
+def _all_rpcs(channel: aio.Channel) -> dict[str, object]:
+    """One call per v1 RPC, each with a minimal valid request."""
+    stub = bioauth_pb2_grpc.BioAuthStub(channel)
+    keys = bioauth_pb2_grpc.KeyPublicationStub(channel)
+    ref = types_pb2.SubjectRef(external_ref="acct-1")
+
+    async def frames() -> AsyncIterator[bioauth_pb2.AuthenticateRequest]:
+        yield bioauth_pb2.AuthenticateRequest(open=bioauth_pb2.SessionOpen(mode=bioauth_pb2.AUTHENTICATION_MODE_IDENTIFY))
+
+    return {
+        "Enroll": lambda md: stub.Enroll(bioauth_pb2.EnrollRequest(subject=ref), metadata=md, timeout=5),
+        "Verify": lambda md: stub.Verify(bioauth_pb2.VerifyRequest(subject=ref), metadata=md, timeout=5),
+        "Identify": lambda md: stub.Identify(bioauth_pb2.IdentifyRequest(), metadata=md, timeout=5),
+        "DeleteSubject": lambda md: stub.DeleteSubject(bioauth_pb2.DeleteSubjectRequest(subject=ref), metadata=md, timeout=5),
+        "GetSubject": lambda md: stub.GetSubject(bioauth_pb2.GetSubjectRequest(subject=ref), metadata=md, timeout=5),
+        "GetJwks": lambda md: keys.GetJwks(bioauth_pb2.GetJwksRequest(), metadata=md, timeout=5),
+        "Authenticate": lambda md: _drain(stub.Authenticate(frames(), metadata=md, timeout=5)),
+    }
+
+
+async def _drain(call: aio.StreamStreamCall) -> list[object]:  # type: ignore[type-arg]
+    return [msg async for msg in call]
+
+
+async def _code(call: object) -> grpc.StatusCode:
+    try:
+        await call  # type: ignore[misc]
+    except aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+async def test_health_is_serving(channel: aio.Channel) -> None:
+    """Health answers SERVING for the server and each bioauth service, without credentials."""
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "bioauth.v1.BioAuth", "bioauth.v1.KeyPublication"):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_health_through_the_sdk(server: ServerProcess) -> None:
+    """The SDK's health call sees SERVING."""
+    client_mod = pytest.importorskip("bioauth.client")
+    if not hasattr(client_mod, "AsyncClient"):
+        pytest.fail("bioauth.client.AsyncClient missing")
+    async with client_mod.AsyncClient(server.target, api_key=TEST_API_KEYS["tenant-a"]) as client:
+        assert await client.health() is True
+
+
+async def test_reflection_lists_the_bioauth_services(channel: aio.Channel) -> None:
+    """Server reflection lists both v1 services and health."""
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def one() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    names = {
+        s.name
+        async for reply in stub.ServerReflectionInfo(one(), timeout=5)
+        for s in reply.list_services_response.service
+    }
+    assert {"bioauth.v1.BioAuth", "bioauth.v1.KeyPublication", "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize("metadata", [BAD_KEY, ()], ids=["unknown-key", "no-key"])
+async def test_every_rpc_refuses_unknown_credentials(channel: aio.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
+    """Every v1 RPC, built or not, answers UNAUTHENTICATED to an unknown or missing API key."""
+    for name, call in _all_rpcs(channel).items():
+        assert await _code(call(metadata)) == grpc.StatusCode.UNAUTHENTICATED, name
+
+
+async def test_a_valid_key_gets_past_authentication(channel: aio.Channel) -> None:
+    """With a valid key no RPC is refused as unauthenticated; unbuilt ones say UNIMPLEMENTED."""
+    for name, call in _all_rpcs(channel).items():
+        code = await _code(call(GOOD_KEY))
+        assert code != grpc.StatusCode.UNAUTHENTICATED, name
+        assert code != grpc.StatusCode.INTERNAL, name
+
+
+async def test_unauthenticated_calls_never_reach_the_handler(server: ServerProcess, channel: aio.Channel) -> None:
+    """A refused call does not run the handler: its budget reply never comes and no log line shows it."""
+    sleep = channel.unary_unary("/bioauth.test.Slow/Sleep")
+    with pytest.raises(aio.AioRpcError) as info:
+        await sleep(b"0", metadata=BAD_KEY, timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert info.value.details() == "authentication failed"
+    assert '"method": "/bioauth.test.Slow/Sleep"' not in server.logs().split("authentication_failed")[-1]
+
+
+async def test_a_call_without_deadline_gets_the_default(channel: aio.Channel) -> None:
+    """No client deadline: the handler sees the server default (2 s here) and is cut off at it."""
+    sleep = channel.unary_unary("/bioauth.test.Slow/Sleep")
+    budget = float(await sleep(b"0", metadata=GOOD_KEY))
+    assert 1.0 < budget <= 2.0
+    with pytest.raises(aio.AioRpcError) as info:
+        await sleep(b"3", metadata=GOOD_KEY)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_a_client_deadline_wins_over_the_default(channel: aio.Channel) -> None:
+    """A client deadline longer than the default lets the call run to it."""
+    sleep = channel.unary_unary("/bioauth.test.Slow/Sleep")
+    budget = float(await sleep(b"2.5", metadata=GOOD_KEY, timeout=10))
+    assert budget > 5.0
+
+
+async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
+    """SIGTERM: health turns NOT_SERVING first, the in-flight call completes, the process exits 0."""
+    proc = ServerProcess(tmp_path, argv=SLOW_SERVER).start()
+    try:
+        async with aio.insecure_channel(proc.target) as ch:
+            watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""), timeout=20)
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            slow = asyncio.ensure_future(
+                ch.unary_unary("/bioauth.test.Slow/Sleep")(b"1.5", metadata=GOOD_KEY, timeout=20)
+            )
+            await asyncio.sleep(0.3)  # let the slow call start before the signal
+            proc.terminate()
+            second = await watch.read()
+            assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert not slow.done(), "health must turn NOT_SERVING before in-flight calls finish"
+            watch.cancel()
+            assert float(await slow) > 0
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        proc.stop()
