@@ -162,7 +162,7 @@ async def seal_template(
         nonce = os.urandom(NONCE_BYTES)
         out = bytearray(plaintext.nbytes + _TAG_BYTES)
         AESGCM(data_key).encrypt_into(
-            nonce, plaintext.data, _encode(_TEMPLATE_LABEL, *binding), out
+            nonce, plaintext.view(np.uint8).data, _encode(_TEMPLATE_LABEL, *binding), out
         )
     finally:
         _zero(data_key)
@@ -206,7 +206,7 @@ async def open_template(provider: KeyProvider, sealed: SealedTemplate) -> npt.ND
             sealed.nonce,
             sealed.ciphertext,
             _encode(_TEMPLATE_LABEL, *binding),
-            scratch.data.cast("B"),
+            scratch.view(np.uint8).data,
         )
         result = scratch.astype(np.float32)  # native order, owned by the caller
     except InvalidTag as exc:
