@@ -29,7 +29,9 @@ def proto_files(proto_root: Path = PROTO_ROOT) -> list[Path]:
 
 def generated_files(out: Path) -> list[Path]:
     return sorted(
-        p for p in (out / "bioauth").rglob("*") if p.is_file() and p.name.endswith(GENERATED_SUFFIXES)
+        p
+        for p in (out / "bioauth").rglob("*")
+        if p.is_file() and p.name.endswith(GENERATED_SUFFIXES)
     )
 
 

@@ -40,8 +40,14 @@ Closer = Callable[[], Awaitable[None]]
 class App:
     """A built server and the components it owns."""
 
-    def __init__(self, settings: Settings, server: aio.Server, health_servicer: health.aio.HealthServicer,
-                 port: int, closers: Sequence[Closer]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        server: aio.Server,
+        health_servicer: health.aio.HealthServicer,
+        port: int,
+        closers: Sequence[Closer],
+    ) -> None:
         self.settings = settings
         self.server = server
         self.health = health_servicer
@@ -73,7 +79,9 @@ class App:
             try:
                 await close()
             except Exception:
-                _LOGGER.exception("close_failed", closer=getattr(close, "__qualname__", repr(close)))
+                _LOGGER.exception(
+                    "close_failed", closer=getattr(close, "__qualname__", repr(close))
+                )
         _LOGGER.info("shutdown_done")
 
 
@@ -103,8 +111,11 @@ async def build_app(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.server.reflection:
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
@@ -113,7 +124,9 @@ async def build_app(
     return App(settings, server, health_servicer, port, closers)
 
 
-async def serve(settings: Settings, *, extra_handlers: Sequence[grpc.GenericRpcHandler] = ()) -> int:
+async def serve(
+    settings: Settings, *, extra_handlers: Sequence[grpc.GenericRpcHandler] = ()
+) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully; the process exit code."""
     configure_logging(
         level=settings.logging.level,
@@ -134,5 +147,3 @@ async def serve(settings: Settings, *, extra_handlers: Sequence[grpc.GenericRpcH
                 loop.remove_signal_handler(sig)
         await app.shutdown()
     return 0
-
-

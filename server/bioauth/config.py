@@ -144,7 +144,11 @@ class InferenceSettings(_Section):
     cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bioauth"
     """Where ``bioauth model build`` writes the ONNX file."""
     providers: list[str] = Field(
-        default_factory=lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+        default_factory=lambda: [
+            "TensorrtExecutionProvider",
+            "CUDAExecutionProvider",
+            "CPUExecutionProvider",
+        ]
     )
     """ONNX Runtime execution providers in order of preference; those not present are skipped."""
     intra_op_threads: int = Field(default=1, ge=0)
@@ -173,7 +177,7 @@ class StoreSettings(_Section):
 
 class Pkcs11Settings(_Section):
     library: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
-    token_label: str = "bioauth"
+    token_label: str = "bioauth"  # noqa: S105 - a label, not a secret
     user_pin: str = ""
     """In production pass it through the environment (``BIOAUTH_KEYS__PKCS11__USER_PIN``)."""
     signing_key_label: str = "bioauth-token-signing"
@@ -247,7 +251,9 @@ class Settings(BaseSettings):
         if len(digests) != len(set(digests)):
             raise ValueError("one API key may belong to one tenant only")
         if self.environment == "production" and self.keys.provider == "local":
-            raise ValueError("keys.provider 'local' is for development only; production needs pkcs11 or vault")
+            raise ValueError(
+                "keys.provider 'local' is for development only; production needs pkcs11 or vault"
+            )
         return self
 
     @classmethod
@@ -282,7 +288,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     ``config_file`` defaults to ``$BIOAUTH_CONFIG``. Overrides (keyword arguments) win over
     everything; tests use them instead of patching the environment.
     """
-    path = config_file or (Path(os.environ["BIOAUTH_CONFIG"]) if os.environ.get("BIOAUTH_CONFIG") else None)
+    path = config_file or (
+        Path(os.environ["BIOAUTH_CONFIG"]) if os.environ.get("BIOAUTH_CONFIG") else None
+    )
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"settings file not found: {path}")
     _CONFIG_FILE["path"] = path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 SLOW_SERVER = [sys.executable, "-m", "tests.support.slow_server"]
 GOOD_KEY = (("x-api-key", TEST_API_KEYS["tenant-a"]),)
 BAD_KEY = (("x-api-key", "not-a-key"),)
+Metadata = tuple[tuple[str, str], ...]
 
 
 @pytest.fixture(scope="module")
@@ -36,33 +37,43 @@ async def channel(server: ServerProcess) -> AsyncIterator[aio.Channel]:
         yield ch
 
 
-def _all_rpcs(channel: aio.Channel) -> dict[str, object]:
+def _all_rpcs(channel: aio.Channel) -> dict[str, Callable[[Metadata], Awaitable[object]]]:
     """One call per v1 RPC, each with a minimal valid request."""
     stub = bioauth_pb2_grpc.BioAuthStub(channel)
     keys = bioauth_pb2_grpc.KeyPublicationStub(channel)
     ref = types_pb2.SubjectRef(external_ref="acct-1")
 
     async def frames() -> AsyncIterator[bioauth_pb2.AuthenticateRequest]:
-        yield bioauth_pb2.AuthenticateRequest(open=bioauth_pb2.SessionOpen(mode=bioauth_pb2.AUTHENTICATION_MODE_IDENTIFY))
+        yield bioauth_pb2.AuthenticateRequest(
+            open=bioauth_pb2.SessionOpen(mode=bioauth_pb2.AUTHENTICATION_MODE_IDENTIFY)
+        )
 
     return {
-        "Enroll": lambda md: stub.Enroll(bioauth_pb2.EnrollRequest(subject=ref), metadata=md, timeout=5),
-        "Verify": lambda md: stub.Verify(bioauth_pb2.VerifyRequest(subject=ref), metadata=md, timeout=5),
+        "Enroll": lambda md: stub.Enroll(
+            bioauth_pb2.EnrollRequest(subject=ref), metadata=md, timeout=5
+        ),
+        "Verify": lambda md: stub.Verify(
+            bioauth_pb2.VerifyRequest(subject=ref), metadata=md, timeout=5
+        ),
         "Identify": lambda md: stub.Identify(bioauth_pb2.IdentifyRequest(), metadata=md, timeout=5),
-        "DeleteSubject": lambda md: stub.DeleteSubject(bioauth_pb2.DeleteSubjectRequest(subject=ref), metadata=md, timeout=5),
-        "GetSubject": lambda md: stub.GetSubject(bioauth_pb2.GetSubjectRequest(subject=ref), metadata=md, timeout=5),
+        "DeleteSubject": lambda md: stub.DeleteSubject(
+            bioauth_pb2.DeleteSubjectRequest(subject=ref), metadata=md, timeout=5
+        ),
+        "GetSubject": lambda md: stub.GetSubject(
+            bioauth_pb2.GetSubjectRequest(subject=ref), metadata=md, timeout=5
+        ),
         "GetJwks": lambda md: keys.GetJwks(bioauth_pb2.GetJwksRequest(), metadata=md, timeout=5),
         "Authenticate": lambda md: _drain(stub.Authenticate(frames(), metadata=md, timeout=5)),
     }
 
 
-async def _drain(call: aio.StreamStreamCall) -> list[object]:  # type: ignore[type-arg]
+async def _drain(call: aio.StreamStreamCall) -> list[object]:
     return [msg async for msg in call]
 
 
-async def _code(call: object) -> grpc.StatusCode:
+async def _code(call: Awaitable[object]) -> grpc.StatusCode:
     try:
-        await call  # type: ignore[misc]
+        await call
     except aio.AioRpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
@@ -101,7 +112,9 @@ async def test_reflection_lists_the_bioauth_services(channel: aio.Channel) -> No
 
 
 @pytest.mark.parametrize("metadata", [BAD_KEY, ()], ids=["unknown-key", "no-key"])
-async def test_every_rpc_refuses_unknown_credentials(channel: aio.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
+async def test_every_rpc_refuses_unknown_credentials(
+    channel: aio.Channel, metadata: tuple[tuple[str, str], ...]
+) -> None:
     """Every v1 RPC, built or not, answers UNAUTHENTICATED to an unknown or missing API key."""
     for name, call in _all_rpcs(channel).items():
         assert await _code(call(metadata)) == grpc.StatusCode.UNAUTHENTICATED, name
@@ -115,14 +128,19 @@ async def test_a_valid_key_gets_past_authentication(channel: aio.Channel) -> Non
         assert code != grpc.StatusCode.INTERNAL, name
 
 
-async def test_unauthenticated_calls_never_reach_the_handler(server: ServerProcess, channel: aio.Channel) -> None:
+async def test_unauthenticated_calls_never_reach_the_handler(
+    server: ServerProcess, channel: aio.Channel
+) -> None:
     """A refused call does not run the handler: its budget reply never comes and no log line shows it."""
     sleep = channel.unary_unary("/bioauth.test.Slow/Sleep")
     with pytest.raises(aio.AioRpcError) as info:
         await sleep(b"0", metadata=BAD_KEY, timeout=5)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert info.value.details() == "authentication failed"
-    assert '"method": "/bioauth.test.Slow/Sleep"' not in server.logs().split("authentication_failed")[-1]
+    assert (
+        '"method": "/bioauth.test.Slow/Sleep"'
+        not in server.logs().split("authentication_failed")[-1]
+    )
 
 
 async def test_a_call_without_deadline_gets_the_default(channel: aio.Channel) -> None:
@@ -147,7 +165,9 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
     proc = ServerProcess(tmp_path, argv=SLOW_SERVER).start()
     try:
         async with aio.insecure_channel(proc.target) as ch:
-            watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""), timeout=20)
+            watch = health_pb2_grpc.HealthStub(ch).Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=20
+            )
             first = await watch.read()
             assert first.status == health_pb2.HealthCheckResponse.SERVING
             slow = asyncio.ensure_future(

@@ -30,12 +30,17 @@ def missing(what: str, how: str) -> NoReturn:
 def faces_dir() -> Path:
     path = Path(os.environ.get("BIOAUTH_FACES_DIR", REPO_ROOT.parent / "shared" / "faces"))
     if not (path / "faces.json").is_file():
-        missing(f"face set at {path}", "set BIOAUTH_FACES_DIR to the folder holding faces.json and chips/")
+        missing(
+            f"face set at {path}",
+            "set BIOAUTH_FACES_DIR to the folder holding faces.json and chips/",
+        )
     return path
 
 
 def lfw_dir() -> Path:
     path = Path(os.environ.get("BIOAUTH_LFW_DIR", REPO_ROOT.parent / "shared" / "lfw"))
     if not (path / "lfw.json").is_file():
-        missing(f"LFW set at {path}", "set BIOAUTH_LFW_DIR to the folder holding lfw.json and chips/")
+        missing(
+            f"LFW set at {path}", "set BIOAUTH_LFW_DIR to the folder holding lfw.json and chips/"
+        )
     return path

@@ -29,17 +29,17 @@ def write_test_config(directory: Path, extra_toml: str = "") -> Path:
 [server]
 host = "127.0.0.1"
 port = 0
-port_file = "{directory / 'port'}"
+port_file = "{directory / "port"}"
 grace_period_s = 5.0
 drain_delay_s = 0.3
 default_deadline_s = 2.0
 
 [store]
-url = "sqlite:///{directory / 'bioauth.sqlite3'}"
+url = "sqlite:///{directory / "bioauth.sqlite3"}"
 
 [keys]
 provider = "local"
-local_path = "{directory / 'dev-keys.json'}"
+local_path = "{directory / "dev-keys.json"}"
 
 [logging]
 level = "INFO"

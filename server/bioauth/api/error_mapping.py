@@ -38,7 +38,9 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
         return wrap_handler(handler, _unary(method), _stream(method))
 
 
-async def _fail(method: str, exc: BaseException, context: aio.ServicerContext[Any, Any], started: float) -> None:
+async def _fail(
+    method: str, exc: BaseException, context: aio.ServicerContext[Any, Any], started: float
+) -> None:
     code, message = status_for(exc)
     if isinstance(exc, BioauthError) and code is not grpc.StatusCode.INTERNAL:
         _LOGGER.info("rpc_failed", code=code.name, error=type(exc).__name__, detail=exc.message)
@@ -81,7 +83,9 @@ def _unary(method: str) -> Callable[..., Awaitable[Any]]:
 
 def _stream(method: str) -> Callable[..., AsyncIterator[Any]]:
     async def around(
-        call: Callable[..., AsyncIterator[Any]], request: Any, context: aio.ServicerContext[Any, Any]
+        call: Callable[..., AsyncIterator[Any]],
+        request: Any,
+        context: aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[Any]:
         started = time.perf_counter()
         try:

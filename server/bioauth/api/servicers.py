@@ -7,7 +7,7 @@ none pretends to work.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 from grpc import aio
 
@@ -16,7 +16,7 @@ from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
 
 __all__ = ["BioAuthServicer", "KeyPublicationServicer"]
 
-_Ctx = aio.ServicerContext[Any, Any]
+_Ctx: TypeAlias = aio.ServicerContext[Any, Any]
 
 
 def _pending(rpc: str) -> NotImplementedYet:
@@ -24,13 +24,19 @@ def _pending(rpc: str) -> NotImplementedYet:
 
 
 class BioAuthServicer(bioauth_pb2_grpc.BioAuthServicer):
-    async def Enroll(self, request: bioauth_pb2.EnrollRequest, context: _Ctx) -> bioauth_pb2.EnrollResponse:
+    async def Enroll(
+        self, request: bioauth_pb2.EnrollRequest, context: _Ctx
+    ) -> bioauth_pb2.EnrollResponse:
         raise _pending("Enroll")
 
-    async def Verify(self, request: bioauth_pb2.VerifyRequest, context: _Ctx) -> types_pb2.AuthorizationResult:
+    async def Verify(
+        self, request: bioauth_pb2.VerifyRequest, context: _Ctx
+    ) -> types_pb2.AuthorizationResult:
         raise _pending("Verify")
 
-    async def Identify(self, request: bioauth_pb2.IdentifyRequest, context: _Ctx) -> types_pb2.AuthorizationResult:
+    async def Identify(
+        self, request: bioauth_pb2.IdentifyRequest, context: _Ctx
+    ) -> types_pb2.AuthorizationResult:
         raise _pending("Identify")
 
     async def Authenticate(
@@ -44,10 +50,14 @@ class BioAuthServicer(bioauth_pb2_grpc.BioAuthServicer):
     ) -> bioauth_pb2.DeleteSubjectResponse:
         raise _pending("DeleteSubject")
 
-    async def GetSubject(self, request: bioauth_pb2.GetSubjectRequest, context: _Ctx) -> bioauth_pb2.GetSubjectResponse:
+    async def GetSubject(
+        self, request: bioauth_pb2.GetSubjectRequest, context: _Ctx
+    ) -> bioauth_pb2.GetSubjectResponse:
         raise _pending("GetSubject")
 
 
 class KeyPublicationServicer(bioauth_pb2_grpc.KeyPublicationServicer):
-    async def GetJwks(self, request: bioauth_pb2.GetJwksRequest, context: _Ctx) -> bioauth_pb2.GetJwksResponse:
+    async def GetJwks(
+        self, request: bioauth_pb2.GetJwksRequest, context: _Ctx
+    ) -> bioauth_pb2.GetJwksResponse:
         raise _pending("GetJwks")

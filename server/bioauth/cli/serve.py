@@ -11,7 +11,9 @@ from bioauth.config import load_settings
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("serve", help="run the gRPC server until SIGTERM/SIGINT")
-    parser.add_argument("--port", type=int, default=None, help="override server.port (0: any free port)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="override server.port (0: any free port)"
+    )
     parser.set_defaults(handler=_run)
 
 

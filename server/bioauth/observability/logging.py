@@ -20,7 +20,9 @@ __all__ = ["configure_logging", "get_logger", "pseudonym"]
 _PSEUDONYM_KEY: list[bytes] = [b"unset"]
 
 
-def configure_logging(*, level: str = "INFO", json_output: bool = True, pseudonym_key: str = "") -> None:
+def configure_logging(
+    *, level: str = "INFO", json_output: bool = True, pseudonym_key: str = ""
+) -> None:
     """Route stdlib and structlog output to stderr, one JSON object per line."""
     if pseudonym_key:
         _PSEUDONYM_KEY[0] = pseudonym_key.encode("utf-8")

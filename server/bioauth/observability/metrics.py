@@ -6,7 +6,9 @@ from prometheus_client import Counter, Histogram
 
 __all__ = ["RPC_SECONDS", "RPC_TOTAL"]
 
-RPC_TOTAL = Counter("bioauth_rpc_total", "RPCs finished, by method and status code", ["method", "code"])
+RPC_TOTAL = Counter(
+    "bioauth_rpc_total", "RPCs finished, by method and status code", ["method", "code"]
+)
 RPC_SECONDS = Histogram(
     "bioauth_rpc_seconds",
     "RPC latency in seconds, by method",

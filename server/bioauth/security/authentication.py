@@ -39,7 +39,9 @@ PUBLIC_SERVICES: tuple[str, ...] = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 _MAX_API_KEY_LENGTH = 256
-_TENANT: contextvars.ContextVar[TenantSettings | None] = contextvars.ContextVar("bioauth_tenant", default=None)
+_TENANT: contextvars.ContextVar[TenantSettings | None] = contextvars.ContextVar(
+    "bioauth_tenant", default=None
+)
 
 
 def current_tenant() -> TenantSettings:
@@ -85,7 +87,9 @@ class AuthenticationInterceptor(aio.ServerInterceptor):
         api_key = metadata.get(API_KEY_HEADER)
         handler = await continuation(handler_call_details)
         try:
-            tenant = self._directory.authenticate_api_key(api_key if isinstance(api_key, str) else None)
+            tenant = self._directory.authenticate_api_key(
+                api_key if isinstance(api_key, str) else None
+            )
         except Unauthenticated as exc:
             _LOGGER.warning("authentication_failed", method=method, cause=exc.message)
             return _abort_handler(handler)
@@ -95,7 +99,9 @@ class AuthenticationInterceptor(aio.ServerInterceptor):
 
 
 def _bind_unary(tenant: TenantSettings) -> Callable[..., Awaitable[Any]]:
-    async def around(call: Callable[..., Awaitable[Any]], request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+    async def around(
+        call: Callable[..., Awaitable[Any]], request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> Any:
         token = _TENANT.set(tenant)
         try:
             return await call(request, context)
@@ -107,7 +113,9 @@ def _bind_unary(tenant: TenantSettings) -> Callable[..., Awaitable[Any]]:
 
 def _bind_stream(tenant: TenantSettings) -> Callable[..., AsyncIterator[Any]]:
     async def around(
-        call: Callable[..., AsyncIterator[Any]], request: Any, context: aio.ServicerContext[Any, Any]
+        call: Callable[..., AsyncIterator[Any]],
+        request: Any,
+        context: aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[Any]:
         _TENANT.set(tenant)  # the stream runs in its own task; nothing to restore
         async for item in call(request, context):

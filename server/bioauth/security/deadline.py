@@ -42,7 +42,9 @@ class DeadlineInterceptor(aio.ServerInterceptor):
             return handler
         return wrap_handler(handler, self._unary(method), self._stream(method))
 
-    def _open(self, method: str, context: aio.ServicerContext[Any, Any]) -> tuple[RequestContext, float | None]:
+    def _open(
+        self, method: str, context: aio.ServicerContext[Any, Any]
+    ) -> tuple[RequestContext, float | None]:
         remaining = context.time_remaining()
         imposed = None if remaining is not None else self._default
         budget = remaining if remaining is not None else self._default
@@ -59,7 +61,9 @@ class DeadlineInterceptor(aio.ServerInterceptor):
 
     def _unary(self, method: str) -> Callable[..., Awaitable[Any]]:
         async def around(
-            call: Callable[..., Awaitable[Any]], request: Any, context: aio.ServicerContext[Any, Any]
+            call: Callable[..., Awaitable[Any]],
+            request: Any,
+            context: aio.ServicerContext[Any, Any],
         ) -> Any:
             ctx, imposed = self._open(method, context)
             token = request_scope(ctx)
@@ -70,7 +74,9 @@ class DeadlineInterceptor(aio.ServerInterceptor):
                     async with asyncio.timeout(imposed):
                         return await call(request, context)
                 except TimeoutError as exc:
-                    raise DeadlineExceeded(f"server default deadline of {imposed:g} s exceeded") from exc
+                    raise DeadlineExceeded(
+                        f"server default deadline of {imposed:g} s exceeded"
+                    ) from exc
             finally:
                 reset_request_scope(token)
                 structlog.contextvars.clear_contextvars()
@@ -79,7 +85,9 @@ class DeadlineInterceptor(aio.ServerInterceptor):
 
     def _stream(self, method: str) -> Callable[..., AsyncIterator[Any]]:
         async def around(
-            call: Callable[..., AsyncIterator[Any]], request: Any, context: aio.ServicerContext[Any, Any]
+            call: Callable[..., AsyncIterator[Any]],
+            request: Any,
+            context: aio.ServicerContext[Any, Any],
         ) -> AsyncIterator[Any]:
             ctx, imposed = self._open(method, context)
             request_scope(ctx)  # the stream runs in its own task
@@ -92,6 +100,8 @@ class DeadlineInterceptor(aio.ServerInterceptor):
                     async for item in call(request, context):
                         yield item
             except TimeoutError as exc:
-                raise DeadlineExceeded(f"server default deadline of {imposed:g} s exceeded") from exc
+                raise DeadlineExceeded(
+                    f"server default deadline of {imposed:g} s exceeded"
+                ) from exc
 
         return around

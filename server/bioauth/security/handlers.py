@@ -15,9 +15,13 @@ from grpc import aio
 __all__ = ["UnaryAround", "StreamAround", "wrap_handler"]
 
 # around(call, request_or_iterator, context) for unary-response kinds.
-UnaryAround = Callable[[Callable[..., Awaitable[Any]], Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]
+UnaryAround = Callable[
+    [Callable[..., Awaitable[Any]], Any, aio.ServicerContext[Any, Any]], Awaitable[Any]
+]
 # around(gen_factory, request_or_iterator, context) for stream-response kinds.
-StreamAround = Callable[[Callable[..., AsyncIterator[Any]], Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+StreamAround = Callable[
+    [Callable[..., AsyncIterator[Any]], Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]
+]
 
 
 def wrap_handler(

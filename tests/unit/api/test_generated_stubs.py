@@ -14,7 +14,14 @@ GENERATED = REPO_ROOT / "protos" / "python"
 
 def _generate(out: Path, proto_root: Path) -> dict[str, bytes]:
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "gen_protos.py"), "--out", str(out), "--proto-root", str(proto_root)],
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "gen_protos.py"),
+            "--out",
+            str(out),
+            "--proto-root",
+            str(proto_root),
+        ],
         check=True,
         capture_output=True,
     )
@@ -47,6 +54,10 @@ def test_a_changed_proto_makes_the_stubs_stale(tmp_path: Path) -> None:
     protos = tmp_path / "protos"
     shutil.copytree(REPO_ROOT / "protos" / "bioauth", protos / "bioauth")
     proto = protos / "bioauth" / "v1" / "bioauth.proto"
-    proto.write_text(proto.read_text().replace("message GetJwksRequest {}", "message GetJwksRequest { string kid = 1; }"))
+    proto.write_text(
+        proto.read_text().replace(
+            "message GetJwksRequest {}", "message GetJwksRequest { string kid = 1; }"
+        )
+    )
     fresh = _generate(tmp_path / "out", protos)
     assert "bioauth/v1/bioauth_pb2.py" in _stale(_stubs(GENERATED), fresh)

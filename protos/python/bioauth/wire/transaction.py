@@ -29,7 +29,7 @@ def canonical_transaction_bytes(tx: types_pb2.TransactionContext) -> bytes:
         raise TransactionEncodingError("timestamp is required")
     # protobuf's own JSON mapping of Timestamp: UTC, "Z", 0/3/6/9 fractional digits.
     timestamp = tx.timestamp.ToJsonString()
-    document = {
+    document: dict[str, str | int] = {
         "v": TRANSACTION_ENCODING_VERSION,
         "transaction_id": tx.transaction_id,
         "merchant_id": tx.merchant_id,
