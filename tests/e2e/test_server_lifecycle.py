@@ -13,6 +13,7 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from bioauth.client import AsyncClient, HealthStatus
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
 from tests.support.server import TEST_API_KEYS, ServerProcess
 
@@ -89,11 +90,8 @@ async def test_health_is_serving(channel: aio.Channel) -> None:
 
 async def test_health_through_the_sdk(server: ServerProcess) -> None:
     """The SDK's health call sees SERVING."""
-    client_mod = pytest.importorskip("bioauth.client")
-    if not hasattr(client_mod, "AsyncClient"):
-        pytest.fail("bioauth.client.AsyncClient missing")
-    async with client_mod.AsyncClient(server.target, api_key=TEST_API_KEYS["tenant-a"]) as client:
-        assert await client.health() is True
+    async with AsyncClient(server.target, api_key=TEST_API_KEYS["tenant-a"]) as client:
+        assert await client.health() == HealthStatus.SERVING
 
 
 async def test_reflection_lists_the_bioauth_services(channel: aio.Channel) -> None:
