@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -44,7 +44,7 @@ __all__ = [
     "load_manifest",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 CALIBRATION_FILE = "calibration.json"
 """Name of the calibrated operating points file that sits beside a manifest (owned elsewhere)."""
 

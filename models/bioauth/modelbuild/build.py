@@ -1,0 +1,103 @@
+"""Getting a manifest's ONNX file onto disk, checked against the committed manifest.
+
+The committed manifest is the authority: a build writes only into the cache, and a file is
+handed out only when its SHA-256 equals the manifest's. A model shipped as ONNX (no ``source``)
+is looked up beside its manifest and in the cache; a converted one is rebuilt from the
+installed weights when the cache lacks it. Committed files are never written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from bioauth.errors import FailedPrecondition
+from bioauth.inference.manifest import ModelManifest, SourceSpec, load_manifest
+from bioauth.modelbuild import dlib_converter
+from bioauth.modelbuild.sources import SourceMissing, package_file, sha256_bytes, sha256_file
+
+__all__ = ["ModelBuildError", "build_onnx", "cached_onnx_path", "ensure_built"]
+
+_CONVERTERS: dict[str, Callable[[bytes], bytes]] = {
+    dlib_converter.CONVERTER: lambda weights: dlib_converter.convert(weights).onnx_bytes,
+}
+
+
+class ModelBuildError(FailedPrecondition):
+    """The model file cannot be produced or does not match its committed manifest."""
+
+
+def cached_onnx_path(manifest: ModelManifest, cache_dir: Path) -> Path:
+    """Where the build puts a manifest's ONNX file: one folder per model id."""
+    return cache_dir / manifest.model_id / manifest.onnx.file
+
+
+def _read_source(source: SourceSpec) -> bytes:
+    try:
+        weights = package_file(source.package, source.file).read_bytes()
+    except SourceMissing as exc:
+        raise ModelBuildError(str(exc)) from exc
+    found = sha256_bytes(weights)
+    if found != source.sha256:
+        raise ModelBuildError(
+            f"{source.package}/{source.file} has SHA-256 {found}, the manifest expects "
+            f"{source.sha256}: a different weights file is installed"
+        )
+    return weights
+
+
+def build_onnx(source: SourceSpec) -> bytes:
+    """Convert the installed weights named by ``source`` (their hash checked first)."""
+    weights = _read_source(source)
+    return _CONVERTERS[source.converter](weights)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # a cache others may read; mkstemp's default is 0600
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _matches(path: Path, sha256: str) -> bool:
+    return path.is_file() and sha256_file(path) == sha256
+
+
+def ensure_built(manifest_path: Path, cache_dir: Path) -> Path:
+    """Path of the manifest's ONNX file, verified by SHA-256; builds it into the cache if needed.
+
+    Idempotent and cheap when the file is already there (one hash of the file). Raises
+    :class:`ModelBuildError` when the file cannot be found or built, or when what was built does
+    not hash to the committed value (the converter or the weights changed).
+    """
+    manifest = load_manifest(manifest_path)
+    expected = manifest.onnx.sha256
+    beside = manifest_path.parent / manifest.onnx.file
+    cached = cached_onnx_path(manifest, cache_dir)
+    for candidate in (cached, beside):
+        if _matches(candidate, expected):
+            return candidate
+    if manifest.source is None:
+        raise ModelBuildError(
+            f"model {manifest.model_id}: no file {manifest.onnx.file} with SHA-256 {expected} "
+            f"beside {manifest_path} or in {cached.parent}"
+        )
+    data = build_onnx(manifest.source)
+    found = sha256_bytes(data)
+    if found != expected:
+        raise ModelBuildError(
+            f"model {manifest.model_id}: the build hashes to {found}, the manifest {manifest_path} "
+            f"expects {expected}; refusing to use it"
+        )
+    _write_atomically(cached, data)
+    return cached
