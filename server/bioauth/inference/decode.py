@@ -32,7 +32,6 @@ _DECODE_ERRORS = (
     EOFError,
     IndexError,
     UnidentifiedImageError,
-    Image.DecompressionBombError,
 )
 
 
@@ -101,6 +100,11 @@ def _decode_encoded(data: bytes, limits: ImageSettings, field: str) -> npt.NDArr
             pixels = np.asarray(rgb, dtype=np.uint8)
     except InvalidInput:
         raise
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses headers far beyond any sane size while opening, before our own check.
+        raise InvalidInput(
+            f"{image_format} header claims more than {limits.max_pixels} pixels", field=field
+        ) from exc
     except _DECODE_ERRORS as exc:
         raise InvalidInput(
             f"{image_format} file could not be decoded (corrupt or truncated)", field=field

@@ -56,10 +56,10 @@ def assess_quality(rgb: npt.NDArray[np.uint8], settings: QualitySettings) -> Qua
         issues.append(QualityIssue.TOO_SMALL)
     side = settings.reference_side_px
     if (height, width) != (side, side):
-        rgb = np.asarray(
-            Image.fromarray(rgb, mode="RGB").resize((side, side), Image.Resampling.BILINEAR),
-            dtype=np.uint8,
-        )
+        # Area averaging when shrinking keeps edges as sharp as the reference size can show them.
+        shrinking = min(width, height) > side
+        method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+        rgb = np.asarray(Image.fromarray(rgb, mode="RGB").resize((side, side), method))
     luma = rgb.astype(np.float32) @ _LUMA
     laplacian = (
         luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:] - 4.0 * luma[1:-1, 1:-1]
