@@ -89,7 +89,9 @@ def audit_from_row(row: Sequence[Any], parse_time: TimeIn) -> AuditRecord:
         token_jti=row[11],
         details=decode_details(row[12]),
     )
-    return AuditRecord(entry=entry, seq=int(row[1]), prev_hash=bytes(row[2]), row_hash=bytes(row[3]))
+    return AuditRecord(
+        entry=entry, seq=int(row[1]), prev_hash=bytes(row[2]), row_hash=bytes(row[3])
+    )
 
 
 def check_enrolment(enrolment: Enrolment) -> None:

@@ -136,7 +136,10 @@ class SqliteConnections:
         return await self._run(fn, conn, lambda: self._readers.put_nowait(conn))
 
     async def _run(
-        self, fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection, release: Callable[[], None]
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        conn: sqlite3.Connection,
+        release: Callable[[], None],
     ) -> T:
         assert self._executor is not None
         try:

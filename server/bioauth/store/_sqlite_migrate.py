@@ -81,7 +81,12 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
                 "VALUES (?, ?, ?, ?)",
-                (migration.version, migration.name, migration.checksum, canonical_time(datetime.now(UTC))),
+                (
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                    canonical_time(datetime.now(UTC)),
+                ),
             )
             conn.execute("COMMIT")
         except BaseException:

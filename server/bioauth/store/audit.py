@@ -132,10 +132,16 @@ class ChainVerifier:
         if record.entry.tenant_id != self._tenant_id:
             self._fail(seq, "row belongs to another tenant")
         elif seq != self._expected_seq:
-            kind = "missing rows before it" if seq > self._expected_seq else "duplicate or out of order"
+            kind = (
+                "missing rows before it"
+                if seq > self._expected_seq
+                else "duplicate or out of order"
+            )
             self._fail(seq, f"expected seq {self._expected_seq}, found {seq} ({kind})")
         elif record.prev_hash != self._prev_hash:
-            self._fail(seq, "prev_hash does not match the previous row's hash (row deleted or moved)")
+            self._fail(
+                seq, "prev_hash does not match the previous row's hash (row deleted or moved)"
+            )
         else:
             try:
                 expected = chain_hash(record.prev_hash, record.entry, seq)

@@ -225,8 +225,7 @@ class TemplateStore(Protocol):
         """The subject the tenant knows as ``external_ref`` (any status), or ``None``."""
         ...
 
-    async def get_subject_by_id(self, tenant_id: str, subject_id: str) -> SubjectRecord | None:
-        ...
+    async def get_subject_by_id(self, tenant_id: str, subject_id: str) -> SubjectRecord | None: ...
 
     async def list_templates(self, tenant_id: str, subject_id: str) -> list[SealedTemplate]:
         """The subject's templates, oldest first; empty unless the subject is ``ENROLLED``."""
@@ -269,16 +268,13 @@ class TemplateStore(Protocol):
 
     # --- audit --------------------------------------------------------------------------------
 
-    async def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        ...
+    async def append_audit(self, entry: AuditEntry) -> AuditRecord: ...
 
     async def read_audit(
         self, tenant_id: str, *, after_seq: int = 0, limit: int = 1000
-    ) -> list[AuditRecord]:
-        ...
+    ) -> list[AuditRecord]: ...
 
-    async def verify_audit_chain(self, tenant_id: str) -> AuditVerification:
-        ...
+    async def verify_audit_chain(self, tenant_id: str) -> AuditVerification: ...
 
     async def audit_tenants(self) -> list[str]:
         """Tenants that have an audit chain."""

@@ -57,7 +57,8 @@ def _parse(value: Any) -> datetime:
 
 
 def _subject(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> SubjectRecord | None:
-    row = conn.execute(f"SELECT {_rows.SUBJECT_COLUMNS} FROM subjects WHERE {where}", args).fetchone()  # noqa: S608
+    query = f"SELECT {_rows.SUBJECT_COLUMNS} FROM subjects WHERE {where}"  # noqa: S608
+    row = conn.execute(query, args).fetchone()
     if row is None:
         return None
     consent = conn.execute(
@@ -403,7 +404,15 @@ class SqliteTemplateStore:
         if not updates:
             return 0
         params = [
-            (u.new.blob, u.new.key_id, u.new.version, u.template_id, u.old.key_id, u.old.version, u.old.blob)
+            (
+                u.new.blob,
+                u.new.key_id,
+                u.new.version,
+                u.template_id,
+                u.old.key_id,
+                u.old.version,
+                u.old.blob,
+            )
             for u in updates
         ]
 

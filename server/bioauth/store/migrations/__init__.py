@@ -42,5 +42,7 @@ def load_migrations(backend: Literal["sqlite", "postgresql"]) -> list[Migration]
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"{backend} migrations must be numbered 1..n without gaps, got {versions}")
+        raise RuntimeError(
+            f"{backend} migrations must be numbered 1..n without gaps, got {versions}"
+        )
     return found
