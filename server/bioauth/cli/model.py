@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bioauth.cli.model_embed import register_embed
 from bioauth.config import load_settings
 from bioauth.errors import BioauthError
 
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("model", help="build and check face-embedding models")
     group = parser.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
     _register_build(group)
+    register_embed(group)
 
 
 def _register_build(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
