@@ -1,0 +1,287 @@
+"""Row storage and exact maximum-inner-product search for the 1:N gallery.
+
+Rows are stored *augmented*: ``dim + 1`` float32 values, the template and one extra column, so
+that one inner product with an augmented probe ranks rows by the manifest's metric:
+
+- euclidean: row ``[r, -||r||^2 / 2]``, probe ``[p, 1]``; their product is
+  ``p.r - ||r||^2 / 2 = (||p||^2 - ||p - r||^2) / 2``, largest for the nearest row. The extra
+  column is the stored norm, so ``||a||^2 + ||b||^2 - 2ab`` costs no pass beyond the matrix product.
+- cosine: row ``[r / ||r||, 0]``, probe ``[p / ||p||, 0]``; the product is ``cos(p, r)``.
+
+Storage is a list of blocks of ``block_rows`` rows each (the last one partly filled, grown in steps
+of at most ``_GROW_ROWS`` rows), so a growing gallery never copies more than one block and never
+holds two copies of itself. Removal moves the last row into the freed one (swap-with-last).
+
+Two interchangeable backends compute the top-k rows per probe over the blocks: numpy (BLAS matrix
+product per block, then a threshold filter so only the first block is fully partitioned) and
+faiss-cpu's brute-force ``knn`` over the same arrays (no copy). ``scripts/bench_gallery.py``
+compares them; numpy was faster on the reference machine (see docs/benchmarks.md), so it is the
+default, and faiss-cpu (a development extra) is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "DEFAULT_BACKEND",
+    "BackendName",
+    "FaissBackend",
+    "NumpyBackend",
+    "RowStore",
+    "SearchBackend",
+    "make_backend",
+]
+
+BackendName = Literal["numpy", "faiss"]
+DEFAULT_BACKEND: Final[BackendName] = "numpy"
+
+_GROW_ROWS: Final = 4096
+_MIN_ROWS: Final = 256
+
+Scores = NDArray[np.float32]
+RowIds = NDArray[np.int64]
+
+
+class RowStore:
+    """Augmented float32 rows in blocks, each row tagged with its owner (a subject slot).
+
+    Not thread-safe by itself: the gallery's lock guards it.
+    """
+
+    def __init__(self, dim: int, block_rows: int = 32768) -> None:
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        if block_rows < _MIN_ROWS:
+            raise ValueError(f"block_rows must be >= {_MIN_ROWS}, got {block_rows}")
+        self.dim = dim
+        self.width = dim + 1
+        self.block_rows = block_rows
+        self._blocks: list[NDArray[np.float32]] = []
+        self._owners: list[NDArray[np.int32]] = []
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def capacity(self) -> int:
+        return sum(block.shape[0] for block in self._blocks)
+
+    @property
+    def row_bytes(self) -> int:
+        """Template values plus the norm column, at capacity."""
+        return sum(block.nbytes for block in self._blocks)
+
+    @property
+    def owner_bytes(self) -> int:
+        """The row -> subject slot map, at capacity."""
+        return sum(owners.nbytes for owners in self._owners)
+
+    def blocks(self) -> list[NDArray[np.float32]]:
+        """Filled part of each block, in row order (views, valid while the lock is held)."""
+        out: list[NDArray[np.float32]] = []
+        remaining = self._count
+        for block in self._blocks:
+            used = min(remaining, block.shape[0])
+            if used:
+                out.append(block[:used])
+            remaining -= used
+        return out
+
+    def append(self, row: NDArray[np.float32], owner: int) -> int:
+        index = self._count
+        block, offset = divmod(index, self.block_rows)
+        if block == len(self._blocks):
+            self._blocks.append(np.empty((min(_MIN_ROWS, self.block_rows), self.width), np.float32))
+            self._owners.append(np.empty(self._blocks[-1].shape[0], np.int32))
+        elif offset == self._blocks[block].shape[0]:
+            self._resize_tail(min(self.block_rows, offset + min(offset, _GROW_ROWS)))
+        self._blocks[block][offset] = row
+        self._owners[block][offset] = owner
+        self._count += 1
+        return index
+
+    def remove(self, index: int) -> tuple[int, int] | None:
+        """Free row ``index``; the last row moves into it.
+
+        Returns ``(moved_from, owner)`` for the moved row, or None when ``index`` was the last.
+        """
+        if not 0 <= index < self._count:
+            raise IndexError("gallery row out of range")
+        last = self._count - 1
+        moved: tuple[int, int] | None = None
+        if index != last:
+            lb, lo = divmod(last, self.block_rows)
+            ib, io = divmod(index, self.block_rows)
+            self._blocks[ib][io] = self._blocks[lb][lo]
+            owner = int(self._owners[lb][lo])
+            self._owners[ib][io] = owner
+            moved = (last, owner)
+        self._count = last
+        self._trim_tail()
+        return moved
+
+    def row(self, index: int) -> NDArray[np.float32]:
+        block, offset = divmod(index, self.block_rows)
+        row: NDArray[np.float32] = self._blocks[block][offset]
+        return row
+
+    def owner(self, index: int) -> int:
+        block, offset = divmod(index, self.block_rows)
+        return int(self._owners[block][offset])
+
+    def set_owner(self, index: int, owner: int) -> None:
+        block, offset = divmod(index, self.block_rows)
+        self._owners[block][offset] = owner
+
+    def owners_of(self, indices: RowIds) -> NDArray[np.int64]:
+        """Owner slot per row index; -1 stays -1 (a probe with fewer than k rows)."""
+        out = np.full(indices.shape, -1, dtype=np.int64)
+        valid = indices >= 0
+        blocks, offsets = np.divmod(indices[valid], self.block_rows)
+        values = np.empty(blocks.shape, dtype=np.int64)
+        for block in np.unique(blocks):
+            hit = blocks == block
+            values[hit] = self._owners[int(block)][offsets[hit]]
+        out[valid] = values
+        return out
+
+    def _resize_tail(self, rows: int) -> None:
+        used = min(self._blocks[-1].shape[0], rows)
+        block = np.empty((rows, self.width), np.float32)
+        block[:used] = self._blocks[-1][:used]
+        owners = np.empty(rows, np.int32)
+        owners[:used] = self._owners[-1][:used]
+        self._blocks[-1], self._owners[-1] = block, owners
+
+    def _trim_tail(self) -> None:
+        if not self._blocks:
+            return
+        used = self._count - (len(self._blocks) - 1) * self.block_rows
+        if used <= 0:
+            self._blocks.pop()
+            self._owners.pop()
+        elif self._blocks[-1].shape[0] - used > 2 * _GROW_ROWS:
+            self._resize_tail(used + _GROW_ROWS)
+
+
+class SearchBackend(Protocol):
+    """Exact top-k rows by inner product over consecutive blocks of augmented rows."""
+
+    name: str
+
+    def top_k(
+        self, blocks: Sequence[NDArray[np.float32]], queries: NDArray[np.float32], k: int
+    ) -> tuple[Scores, RowIds]:
+        """``(P, k)`` scores, largest first, and their row numbers (counted across blocks in
+        order); where fewer than k rows exist the tail holds ``-inf`` and ``-1``."""
+        ...
+
+
+def _empty(probes: int, k: int) -> tuple[Scores, RowIds]:
+    return np.full((probes, k), -np.inf, np.float32), np.full((probes, k), -1, np.int64)
+
+
+def _merge(
+    best: tuple[Scores, RowIds],
+    probe: NDArray[np.int64],
+    scores: Scores,
+    rows: RowIds,
+    k: int,
+) -> tuple[Scores, RowIds]:
+    """Keep each probe's k largest among its current best and new candidates."""
+    best_scores, best_rows = best
+    count = best_scores.shape[0]
+    all_probe = np.concatenate([np.repeat(np.arange(count), k), probe])
+    all_scores = np.concatenate([best_scores.ravel(), scores])
+    all_rows = np.concatenate([best_rows.ravel(), rows])
+    order = np.lexsort((-all_scores, all_probe))
+    all_probe, all_scores, all_rows = all_probe[order], all_scores[order], all_rows[order]
+    rank = np.arange(all_probe.size) - np.searchsorted(all_probe, np.arange(count))[all_probe]
+    keep = rank < k
+    out_scores, out_rows = _empty(count, k)
+    out_scores[all_probe[keep], rank[keep]] = all_scores[keep]
+    out_rows[all_probe[keep], rank[keep]] = all_rows[keep]
+    return out_scores, out_rows
+
+
+class NumpyBackend:
+    """BLAS matrix product per block (matrix-vector for one probe).
+
+    Only the first block is partitioned in full; later blocks keep just the entries above each
+    probe's current k-th best score, which after the first block are very few, so the cost
+    beyond the matrix product is one comparison pass.
+    """
+
+    name = "numpy"
+
+    def top_k(
+        self, blocks: Sequence[NDArray[np.float32]], queries: NDArray[np.float32], k: int
+    ) -> tuple[Scores, RowIds]:
+        probes = queries.shape[0]
+        best = _empty(probes, k)
+        start = 0
+        for block in blocks:
+            n = block.shape[0]
+            scores = (block @ queries[0])[None, :] if probes == 1 else queries @ block.T
+            kth = best[0][:, -1]
+            if n > 4 * k and bool(np.isfinite(kth).all()):
+                hit_probe, hit_col = np.nonzero(scores > kth[:, None])
+                if hit_probe.size:
+                    best = _merge(best, hit_probe, scores[hit_probe, hit_col], hit_col + start, k)
+            else:
+                take = min(k, n)
+                cols = np.argpartition(scores, n - take, axis=1)[:, n - take :]
+                values = np.take_along_axis(scores, cols, axis=1)
+                probe = np.repeat(np.arange(probes), take)
+                best = _merge(best, probe, values.ravel(), cols.ravel() + start, k)
+            start += n
+        return best
+
+
+class FaissBackend:
+    """faiss-cpu's exact ``knn`` (the kernel behind IndexFlatIP) over the gallery's own blocks."""
+
+    name = "faiss"
+
+    def __init__(self) -> None:
+        import faiss  # a development extra: imported only when chosen
+
+        self._faiss = faiss
+
+    def top_k(
+        self, blocks: Sequence[NDArray[np.float32]], queries: NDArray[np.float32], k: int
+    ) -> tuple[Scores, RowIds]:
+        probes = queries.shape[0]
+        best = _empty(probes, k)
+        start = 0
+        for block in blocks:
+            n = block.shape[0]
+            take = min(k, n)
+            scores, cols = self._faiss.knn(
+                queries, block, take, metric=self._faiss.METRIC_INNER_PRODUCT
+            )
+            probe = np.repeat(np.arange(probes), take)
+            valid = cols.ravel() >= 0
+            best = _merge(
+                best,
+                probe[valid],
+                scores.ravel()[valid].astype(np.float32),
+                cols.ravel()[valid] + start,
+                k,
+            )
+            start += n
+        return best
+
+
+def make_backend(name: BackendName) -> SearchBackend:
+    if name == "numpy":
+        return NumpyBackend()
+    if name == "faiss":
+        return FaissBackend()
+    raise ValueError(f"unknown gallery backend {name!r}; expected 'numpy' or 'faiss'")
