@@ -1,0 +1,124 @@
+"""The real model through the server's own path: decode, preprocess, batcher, ONNX Runtime.
+
+The converter's tests compare the raw graph with dlib; these check that what the server serves
+(bytes in, embedding out, many concurrent callers batched together) still reproduces dlib's
+descriptors and still separates the face set's genuine and impostor pairs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from bioauth.cli.main import main
+from bioauth.config import BatcherSettings, ImageSettings, InferenceSettings, QualitySettings
+from bioauth.inference.batcher import DynamicBatcher
+from bioauth.inference.engine import OnnxEngine
+from bioauth.inference.manifest import ModelManifest, load_manifest
+from bioauth.inference.preprocess import decode_image, to_model_input
+from bioauth.inference.quality import assess_quality
+from bioauth.modelbuild import ensure_built
+from tests.support.environment import faces_dir
+
+pytestmark = pytest.mark.integration
+
+MANIFEST = Path(__file__).resolve().parents[3] / "models" / "dlib_resnet_v1" / "manifest.json"
+MIN_COSINE = 0.99999
+MAX_ABS_DIFF = 1e-4
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="module")
+def engine(cache_dir: Path) -> OnnxEngine:
+    manifest = load_manifest(MANIFEST)
+    path = ensure_built(MANIFEST, cache_dir)
+    return OnnxEngine(path, manifest, InferenceSettings(intra_op_threads=1))
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[dict[str, Any]]:
+    root = faces_dir()
+    entries: list[dict[str, Any]] = json.loads((root / "faces.json").read_text())["faces"]
+    for entry in entries:
+        entry["bytes"] = (root / entry["chip"]).read_bytes()
+        entry["path"] = root / entry["chip"]
+    return entries
+
+
+def _check_parity(got: npt.NDArray[np.float32], want: npt.NDArray[np.float32]) -> None:
+    cosine = (got * want).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    assert cosine.min() >= MIN_COSINE
+    assert np.abs(got - want).max() <= MAX_ABS_DIFF
+
+
+async def _serve(engine: OnnxEngine, faces: list[dict[str, Any]]) -> npt.NDArray[np.float32]:
+    manifest: ModelManifest = engine.manifest
+    limits = ImageSettings()
+
+    async def one(data: bytes) -> npt.NDArray[np.float32]:
+        rgb = await asyncio.to_thread(decode_image, data, limits)
+        x = await asyncio.to_thread(to_model_input, rgb, manifest.input)
+        return await batcher.embed(x, deadline=None)
+
+    settings = BatcherSettings(max_batch_size=8, max_queue_delay_ms=20)
+    async with DynamicBatcher(engine, settings) as batcher:
+        rows = await asyncio.gather(*(one(face["bytes"]) for face in faces))
+    return np.stack(rows)
+
+
+async def test_served_embeddings_match_dlib(
+    engine: OnnxEngine, faces: list[dict[str, Any]]
+) -> None:
+    served = await _serve(engine, faces)
+    _check_parity(served, np.asarray([f["dlib_descriptor"] for f in faces], dtype=np.float32))
+
+
+async def test_served_embeddings_split_pairs_at_the_provisional_threshold(
+    engine: OnnxEngine, faces: list[dict[str, Any]]
+) -> None:
+    served = await _serve(engine, faces)
+    threshold = engine.manifest.provisional_threshold.distance
+    genuine = impostor = 0
+    for (i, a), (j, b) in itertools.combinations(enumerate(faces), 2):
+        distance = float(np.linalg.norm(served[i] - served[j]))
+        if a["identity"] == b["identity"]:
+            genuine += 1
+            assert distance < threshold
+        else:
+            impostor += 1
+            assert distance > threshold
+    assert (genuine, impostor) == (18, 153)
+
+
+def test_every_reference_chip_passes_the_default_quality_gates(faces: list[dict[str, Any]]) -> None:
+    for face in faces:
+        report = assess_quality(decode_image(face["bytes"], ImageSettings()), QualitySettings())
+        assert report.ok, (face["chip"], report)
+
+
+def test_embed_command_prints_dlib_descriptors(
+    cache_dir: Path,
+    faces: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BIOAUTH_INFERENCE__CACHE_DIR", str(cache_dir))
+    chosen = faces[:3]
+    assert main(["model", "embed", *(str(face["path"]) for face in chosen)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["file"] for line in lines] == [str(face["path"]) for face in chosen]
+    _check_parity(
+        np.asarray([line["embedding"] for line in lines], dtype=np.float32),
+        np.asarray([face["dlib_descriptor"] for face in chosen], dtype=np.float32),
+    )
