@@ -50,6 +50,7 @@ from bioauth.client._errors import (
     UnknownRpcError,
 )
 from bioauth.client._sync_client import Client
+from bioauth.client.tokens import DecisionToken, TokenVerifier
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -61,6 +62,7 @@ __all__ = [
     "Client",
     "ClientClosed",
     "DeadlineExceeded",
+    "DecisionToken",
     "FailedPrecondition",
     "HealthStatus",
     "Internal",
@@ -73,6 +75,7 @@ __all__ = [
     "RpcError",
     "TLSConfig",
     "TokenRejected",
+    "TokenVerifier",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",

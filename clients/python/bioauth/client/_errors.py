@@ -185,6 +185,8 @@ class RejectReason(enum.StrEnum):
     """``txn`` is not the hash of the transaction the gateway holds."""
     REPLAYED = "replayed"
     """This ``jti`` was accepted before."""
+    REPLAY_CHECK_UNAVAILABLE = "replay_check_unavailable"
+    """The shared replay cache could not be asked; fail closed."""
 
 
 class TokenRejected(BioauthClientError):
