@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,8 @@ _FILE_FORMAT = 1
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _SIGNING_NAME = "bioauth-local-signing"
+_RELOAD_AFTER_S = 30.0
+"""Re-read the file this often before choosing a newest version, to see another process's rotation."""
 
 # {"format": 1, "subject_keys": {key_id: {"min": 1, "versions": {"1": b64}}},
 #  "signing": {"min": 1, "versions": {"1": PKCS#8 PEM}}}
@@ -65,6 +68,7 @@ class LocalKeyProvider:
         self._data = data
         self._lock = asyncio.Lock()
         self._closed = False
+        self._loaded_at = time.monotonic()
 
     @property
     def name(self) -> str:
@@ -154,12 +158,14 @@ class LocalKeyProvider:
             result = change(data)
             self._write(data)
             self._data = data
+            self._loaded_at = time.monotonic()
             return result
 
     def _reload(self) -> None:
         with self._flock():
             try:
                 self._data = self._read()
+                self._loaded_at = time.monotonic()
             except FileNotFoundError as exc:
                 raise KeyProviderUnavailable("the local key file disappeared") from exc
 
@@ -169,7 +175,9 @@ class LocalKeyProvider:
         async with self._lock:
             return await asyncio.to_thread(fn, *args)
 
-    async def _subject_entry(self, key_id: str) -> dict[str, Any] | None:
+    async def _subject_entry(self, key_id: str, *, newest: bool = False) -> dict[str, Any] | None:
+        if newest and time.monotonic() - self._loaded_at > _RELOAD_AFTER_S:
+            await self._run(self._reload)
         entry: dict[str, Any] | None = self._data["subject_keys"].get(key_id)
         if entry is None:
             await self._run(self._reload)
@@ -216,7 +224,7 @@ class LocalKeyProvider:
         return data_key, await self.wrap(key_id, data_key, aad)
 
     async def wrap(self, key_id: str, data_key: bytes | bytearray, aad: bytes) -> WrappedKey:
-        entry = await self._subject_entry(key_id)
+        entry = await self._subject_entry(key_id, newest=True)
         if entry is None:
             raise NotFound("subject key not found")
         version = _newest(entry)
@@ -253,7 +261,7 @@ class LocalKeyProvider:
         return result
 
     async def rewrap(self, wrapped: WrappedKey, aad: bytes) -> WrappedKey:
-        entry = await self._subject_entry(wrapped.key_id)
+        entry = await self._subject_entry(wrapped.key_id, newest=True)
         if entry is not None and _newest(entry) == wrapped.version:
             await self.unwrap(wrapped, aad)  # still prove it opens
             return wrapped
