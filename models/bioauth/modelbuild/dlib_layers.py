@@ -233,8 +233,9 @@ def _read_fc(reader: DlibReader, spec: FullyConnected) -> FullyConnected:
     weight, offset = _view(reader, params, 0, (inputs, outputs))
     bias: Floats | None = None
     if bias_mode == 0 and use_bias:  # FC_HAS_BIAS
+        if bias_shape[:2] != (1, outputs):
+            raise reader.fail(f"fc bias shape {bias_shape} disagrees with {outputs} outputs")
         bias, _ = _view(reader, params, offset, (outputs,))
-        del bias_shape
     return FullyConnected(outputs, weight, bias)
 
 

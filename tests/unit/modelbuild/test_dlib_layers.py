@@ -133,3 +133,26 @@ def test_fc_without_bias() -> None:
     assert isinstance(layer, FullyConnected)
     np.testing.assert_array_equal(layer.weight, weight)
     assert layer.bias is None
+
+
+def test_fc_with_bias() -> None:
+    weight = np.arange(6, dtype=np.float32).reshape(2, 3)
+    bias = np.array([0.5, -0.5, 2.0], np.float32)
+    params = np.concatenate([weight.reshape(-1), bias]).reshape(-1, 1, 1, 1)
+    data = (
+        w.string("fc_3")
+        + w.int_(3)
+        + w.int_(2)
+        + w.tensor(params)
+        + w.alias_tensor((2, 3, 1, 1))
+        + w.alias_tensor((1, 3, 1, 1))
+        + w.int_(0)  # FC_HAS_BIAS
+        + _RATES
+        + w.bool_(True)
+    )
+    layer = read_details(DlibReader(data), FullyConnected(3))
+    assert isinstance(layer, FullyConnected)
+    assert layer.bias is not None
+    np.testing.assert_array_equal(layer.bias, bias)
+    with pytest.raises(DlibFormatError, match="fc has 3 outputs, architecture expects 4"):
+        read_details(DlibReader(data), FullyConnected(4))
