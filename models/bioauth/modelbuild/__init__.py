@@ -8,10 +8,17 @@ manifest of a newly converted model. Manifests use the server's schema
 
 from __future__ import annotations
 
-from bioauth.modelbuild.build import ModelBuildError, build_onnx, cached_onnx_path, ensure_built
+from bioauth.modelbuild.build import (
+    CACHED_MANIFEST,
+    ModelBuildError,
+    build_onnx,
+    cached_onnx_path,
+    ensure_built,
+)
 from bioauth.modelbuild.dlib_converter import convert, fresh_manifest, installed_weights
 
 __all__ = [
+    "CACHED_MANIFEST",
     "ModelBuildError",
     "build_onnx",
     "cached_onnx_path",

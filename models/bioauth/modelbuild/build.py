@@ -3,7 +3,8 @@
 The committed manifest is the authority: a build writes only into the cache, and a file is
 handed out only when its SHA-256 equals the manifest's. A model shipped as ONNX (no ``source``)
 is looked up beside its manifest and in the cache; a converted one is rebuilt from the
-installed weights when the cache lacks it. Committed files are never written.
+installed weights when the cache lacks it, and a copy of its manifest is kept beside it so a
+cache folder describes itself. Committed files are never written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from bioauth.inference.manifest import ModelManifest, SourceSpec, load_manifest
 from bioauth.modelbuild import dlib_converter
 from bioauth.modelbuild.sources import SourceMissing, package_file, sha256_bytes, sha256_file
 
-__all__ = ["ModelBuildError", "build_onnx", "cached_onnx_path", "ensure_built"]
+__all__ = ["CACHED_MANIFEST", "ModelBuildError", "build_onnx", "cached_onnx_path", "ensure_built"]
+
+CACHED_MANIFEST = "manifest.json"
 
 _CONVERTERS: dict[str, Callable[[bytes], bytes]] = {
     dlib_converter.CONVERTER: lambda weights: dlib_converter.convert(weights).onnx_bytes,
@@ -84,9 +87,11 @@ def ensure_built(manifest_path: Path, cache_dir: Path) -> Path:
     expected = manifest.onnx.sha256
     beside = manifest_path.parent / manifest.onnx.file
     cached = cached_onnx_path(manifest, cache_dir)
-    for candidate in (cached, beside):
-        if _matches(candidate, expected):
-            return candidate
+    if _matches(cached, expected):
+        _keep_manifest_copy(manifest, cached)
+        return cached
+    if _matches(beside, expected):
+        return beside
     if manifest.source is None:
         raise ModelBuildError(
             f"model {manifest.model_id}: no file {manifest.onnx.file} with SHA-256 {expected} "
@@ -100,4 +105,12 @@ def ensure_built(manifest_path: Path, cache_dir: Path) -> Path:
             f"expects {expected}; refusing to use it"
         )
     _write_atomically(cached, data)
+    _keep_manifest_copy(manifest, cached)
     return cached
+
+
+def _keep_manifest_copy(manifest: ModelManifest, cached: Path) -> None:
+    copy = cached.parent / CACHED_MANIFEST
+    text = manifest.to_json().encode("utf-8")
+    if not copy.is_file() or copy.read_bytes() != text:
+        _write_atomically(copy, text)

@@ -14,6 +14,7 @@ import pytest
 from bioauth.cli.main import main
 from bioauth.inference.manifest import load_manifest
 from bioauth.modelbuild import (
+    CACHED_MANIFEST,
     ModelBuildError,
     cached_onnx_path,
     convert,
@@ -74,7 +75,11 @@ def test_ensure_built_is_idempotent(tmp_path: Path) -> None:
     again = path.stat()
     assert (again.st_ino, again.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
     assert COMMITTED.read_bytes() == committed_before
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files left
+    # The ONNX file and a copy of its manifest, no temporary files left behind.
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, CACHED_MANIFEST])
+    copy = path.parent / CACHED_MANIFEST
+    assert load_manifest(copy) == manifest
+    assert ensure_built(copy, tmp_path / "elsewhere") == path  # the cache describes itself
 
 
 def test_ensure_built_replaces_a_damaged_cache_file(tmp_path: Path) -> None:
