@@ -8,6 +8,7 @@ tests skip with a how-to, or fail in CI.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import secrets
 from collections.abc import Iterator
@@ -40,7 +41,9 @@ async def _admin(sql: str) -> None:
 
 
 def _run(sql: str) -> None:
-    asyncio.run(_admin(sql))
+    # In a thread of its own: the caller may be a fixture set up inside a running event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _admin(sql)).result()
 
 
 @contextmanager

@@ -25,18 +25,28 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-async def open_store(settings: StoreSettings, *, migrate: bool | None = None) -> TemplateStore:
-    """Open the store named by ``settings.url``; migrate when ``migrate`` (default: settings)."""
+async def open_store(
+    settings: StoreSettings, *, migrate: bool | None = None, verify_schema: bool = True
+) -> TemplateStore:
+    """Open the store named by ``settings.url``; migrate when ``migrate`` (default: settings).
+
+    Without migrating, a schema that is not current is refused (``StoreUnavailable``) unless
+    ``verify_schema`` is False.
+    """
     do_migrate = settings.migrate_on_start if migrate is None else migrate
     path = sqlite_path(settings.url)
     if path is not None:
         return await SqliteTemplateStore.open(
-            path, migrate=do_migrate, busy_timeout_s=settings.command_timeout_s
+            path,
+            migrate=do_migrate,
+            verify_schema=verify_schema,
+            busy_timeout_s=settings.command_timeout_s,
         )
     if settings.url.startswith(("postgresql://", "postgres://")):
         return await PostgresTemplateStore.open(
             settings.url,
             migrate=do_migrate,
+            verify_schema=verify_schema,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             command_timeout_s=settings.command_timeout_s,

@@ -220,6 +220,7 @@ class PostgresTemplateStore:
         dsn: str,
         *,
         migrate: bool = True,
+        verify_schema: bool = True,
         min_size: int = 1,
         max_size: int = 10,
         command_timeout_s: float = 5.0,
@@ -236,7 +237,7 @@ class PostgresTemplateStore:
         try:
             if migrate:
                 await store.migrate()
-            else:
+            elif verify_schema:
                 version = await store.schema_version()
                 latest = len(load_migrations("postgresql"))
                 if version != latest:

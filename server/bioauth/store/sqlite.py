@@ -221,15 +221,24 @@ class SqliteTemplateStore:
 
     @classmethod
     async def open(
-        cls, path: Path, *, migrate: bool = True, readers: int = 2, busy_timeout_s: float = 5.0
+        cls,
+        path: Path,
+        *,
+        migrate: bool = True,
+        verify_schema: bool = True,
+        readers: int = 2,
+        busy_timeout_s: float = 5.0,
     ) -> SqliteTemplateStore:
-        """Open (creating the file 0600) and migrate, or check the schema is current."""
+        """Open (creating the file 0600) and migrate, or check the schema is current.
+
+        ``verify_schema=False`` skips the check (only ``bioauth db migrate`` wants that).
+        """
         store = cls(path, readers=readers, busy_timeout_s=busy_timeout_s)
         await store._db.open()
         try:
             if migrate:
                 await store.migrate()
-            else:
+            elif verify_schema:
                 version = await store.schema_version()
                 latest = len(load_migrations("sqlite"))
                 if version != latest:
