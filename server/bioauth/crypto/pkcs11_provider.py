@@ -25,14 +25,15 @@ Where per-subject objects stop scaling: SoftHSM2 keeps every object in memory an
 so finds, destroys and opening the token grow linearly (opening takes about 9 s and 0.9 GiB at
 100,000 keys); it is for tests and small deployments. Network HSMs cap token objects by their
 secure storage, typically some thousands to a few hundred thousand objects per partition, and
-replicate each object across an HA group. Beyond that, the design degrades to a two-level
+replicate each object across an HA group (check the vendor's figures for the model and licence
+in use). Beyond that, the design degrades to a two-level
 hierarchy: one master key (or a few, by tenant) stays in the HSM and the subject keys become
 AES keys wrapped under it (``C_WrapKey`` with ``CKM_AES_KEY_WRAP_PAD``) in a separate key table in
 the database, with short backup retention. Destroying a subject key then deletes its row;
 crypto-shredding of older backups happens only when those backups age out, or when the master
 key is rotated and the old version destroyed, which re-wraps every other subject key. Vault
 Transit (one key per subject, no growth in latency at 100,000 keys measured here) is the other
-way out.
+way out. The two-level fallback is described here, not built.
 """
 
 from __future__ import annotations

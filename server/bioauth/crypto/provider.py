@@ -133,7 +133,11 @@ class KeyProvider(Protocol):
         ...
 
     async def rewrap(self, wrapped: WrappedKey, aad: bytes) -> WrappedKey:
-        """``wrapped`` re-wrapped under the newest version (unchanged if already newest)."""
+        """``wrapped`` re-wrapped under the newest version; ``DecryptionFailed`` if it does not open.
+
+        Already at the newest version: the same ``WrappedKey`` or a fresh blob at that version
+        (Transit always re-encrypts). Compare ``version`` to see whether anything moved.
+        """
         ...
 
     async def retire_subject_key_versions(self, key_id: str, below_version: int) -> None:
