@@ -1,7 +1,9 @@
 """The composition root: builds every component from settings, and owns their lifecycle.
 
-Start-up order: logging, (store, key provider, model, batcher as their issues land), gRPC
-server with interceptors, health SERVING. Shutdown order (SIGTERM/SIGINT): health NOT_SERVING
+Start-up order: logging, store, key provider, model (ONNX session) and its batcher, calibrated
+operating points, the 1:N galleries (filled from the store), token issuer, opt-out retrier, the use
+cases, then the gRPC server with interceptors, health SERVING. A failure half way closes what was
+already opened. Shutdown order (SIGTERM/SIGINT): health NOT_SERVING
 so load balancers drain, a short drain delay, ``server.stop(grace)`` (no new calls; in-flight
 calls get the grace period), then components close in reverse order. Every close is idempotent.
 """
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import grpc
 from grpc import aio
@@ -21,9 +24,23 @@ from grpc_reflection.v1alpha import reflection
 from bioauth.api.error_mapping import ErrorMappingInterceptor
 from bioauth.api.servicers import BioAuthServicer, KeyPublicationServicer
 from bioauth.config import Settings
+from bioauth.crypto.factory import open_key_provider
+from bioauth.crypto.tokens import TokenIssuer
+from bioauth.inference.batcher import DynamicBatcher
+from bioauth.inference.engine import OnnxEngine
+from bioauth.inference.manifest import CALIBRATION_FILE, load_manifest
+from bioauth.matching.gallery import TenantGalleries
+from bioauth.matching.gallery_reduce import reducer_for_rule
+from bioauth.matching.operating_points import Calibration, load_calibration
+from bioauth.modelbuild.build import ensure_built
 from bioauth.observability.logging import configure_logging, get_logger
 from bioauth.security.authentication import AuthenticationInterceptor, TenantDirectory
 from bioauth.security.deadline import DeadlineInterceptor
+from bioauth.service.container import Services, build_services
+from bioauth.service.opt_out import OptOutRetrier, OptOutService
+from bioauth.service.probes import FaceEmbedder
+from bioauth.service.templates import load_gallery
+from bioauth.store.factory import open_store
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc
 
 __all__ = ["App", "build_app", "serve"]
@@ -90,6 +107,13 @@ async def build_app(
 ) -> App:
     """Wire the server from settings. ``extra_handlers`` adds services (admin, or a test's own)."""
     closers: list[Closer] = []
+    try:
+        services = await _open_services(settings, closers)
+    except BaseException:
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                await close()
+        raise
     directory = TenantDirectory(settings.tenants)
     server = aio.server(
         interceptors=[
@@ -103,8 +127,8 @@ async def build_app(
         ],
         maximum_concurrent_rpcs=settings.server.max_concurrent_rpcs,
     )
-    bioauth_pb2_grpc.add_BioAuthServicer_to_server(BioAuthServicer(), server)
-    bioauth_pb2_grpc.add_KeyPublicationServicer_to_server(KeyPublicationServicer(), server)
+    bioauth_pb2_grpc.add_BioAuthServicer_to_server(BioAuthServicer(services), server)
+    bioauth_pb2_grpc.add_KeyPublicationServicer_to_server(KeyPublicationServicer(services), server)
     if extra_handlers:
         server.add_generic_rpc_handlers(tuple(extra_handlers))
     health_servicer = health.aio.HealthServicer()
@@ -122,6 +146,54 @@ async def build_app(
     if port == 0:
         raise OSError(f"could not bind {settings.server.host}:{settings.server.port}")
     return App(settings, server, health_servicer, port, closers)
+
+
+async def _open_services(settings: Settings, closers: list[Closer]) -> Services:
+    """Open every component the use cases need, registering each one's close as it opens."""
+    store = await open_store(settings.store)
+    closers.append(store.close)
+    keys = await open_key_provider(settings)
+    closers.append(keys.close)
+    manifest_path = settings.inference.manifest
+    manifest = load_manifest(manifest_path)
+    model_path = await asyncio.to_thread(ensure_built, manifest_path, settings.inference.cache_dir)
+    engine = await asyncio.to_thread(OnnxEngine, model_path, manifest, settings.inference)
+    batcher = DynamicBatcher(engine, settings.inference.batcher)
+    await batcher.start()
+    closers.append(batcher.close)
+    calibration = _calibration(settings, manifest_path, manifest.model_id, manifest.onnx.sha256)
+    # Without calibration the gallery still needs a row layout; per-sample rows suit any rule.
+    reducer = None if calibration is None else reducer_for_rule(calibration.fusion_rule)
+    galleries = TenantGalleries(
+        dim=manifest.embedding_size, metric=manifest.metric, reducer=reducer
+    )
+    await load_gallery(store, keys, galleries, [t.id for t in settings.tenants], manifest.model_id)
+    opt_out = OptOutService(store, keys)
+    retrier = OptOutRetrier(opt_out, store)
+    await retrier.start()
+    closers.append(retrier.close)
+    return build_services(
+        settings,
+        store=store,
+        keys=keys,
+        embedder=FaceEmbedder(batcher, manifest, settings.image),
+        calibration=calibration,
+        galleries=galleries,
+        opt_out=opt_out,
+        tokens=TokenIssuer(keys, settings.tokens),
+    )
+
+
+def _calibration(
+    settings: Settings, manifest_path: Path, model_id: str, model_sha256: str
+) -> Calibration | None:
+    """The model's operating points, or None (logged) when none are calibrated yet: the server
+    then enrols but refuses to decide (FAILED_PRECONDITION), never using a guessed threshold."""
+    path = settings.matching.calibration or manifest_path.parent / CALIBRATION_FILE
+    if settings.matching.calibration is None and not path.is_file():
+        _LOGGER.warning("no_calibration", model_id=model_id, expected=str(path))
+        return None
+    return load_calibration(path, model_id=model_id, model_sha256=model_sha256)
 
 
 async def serve(

@@ -1,7 +1,9 @@
-"""Thin gRPC servicers: protobuf in, domain call, protobuf out.
+"""Thin gRPC servicers: protobuf in, one service call, protobuf out.
 
-Until the service layer lands, every RPC answers UNIMPLEMENTED with a message that says so;
-none pretends to work.
+The tenant and the absolute deadline come from the request context the interceptors set
+(``bioauth.security.context``); they are passed to the service explicitly, so nothing below this
+layer reads gRPC state. Errors are never mapped here: typed errors propagate to the error-mapping
+interceptor, which owns the one table of status codes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from typing import Any, TypeAlias
 
 from grpc import aio
 
-from bioauth.errors import NotImplementedYet
+from bioauth.api import convert
+from bioauth.errors import InvalidInput, NotImplementedYet
+from bioauth.security.context import current_request
+from bioauth.service.container import Services
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
 
 __all__ = ["BioAuthServicer", "KeyPublicationServicer"]
@@ -19,45 +24,80 @@ __all__ = ["BioAuthServicer", "KeyPublicationServicer"]
 _Ctx: TypeAlias = aio.ServicerContext[Any, Any]
 
 
-def _pending(rpc: str) -> NotImplementedYet:
-    return NotImplementedYet(f"{rpc} is not implemented yet in this server build")
-
-
 class BioAuthServicer(bioauth_pb2_grpc.BioAuthServicer):
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
     async def Enroll(
         self, request: bioauth_pb2.EnrollRequest, context: _Ctx
     ) -> bioauth_pb2.EnrollResponse:
-        raise _pending("Enroll")
+        ctx = current_request()
+        enrolment = convert.enrol_request(request)
+        view = await self._services.enrol.enroll(ctx.tenant.id, enrolment, deadline=ctx.deadline)
+        return convert.enroll_response(view)
 
     async def Verify(
         self, request: bioauth_pb2.VerifyRequest, context: _Ctx
     ) -> types_pb2.AuthorizationResult:
-        raise _pending("Verify")
+        ctx = current_request()
+        if not request.HasField("transaction"):
+            raise InvalidInput("is required", field="transaction")
+        outcome = await self._services.verify.verify(
+            ctx.tenant,
+            convert.external_ref(request.subject),
+            convert.face_inputs(request.probes, "probes"),
+            convert.transaction(request.transaction),
+            deadline=ctx.deadline,
+        )
+        return convert.authorization_result(outcome)
 
     async def Identify(
         self, request: bioauth_pb2.IdentifyRequest, context: _Ctx
     ) -> types_pb2.AuthorizationResult:
-        raise _pending("Identify")
+        ctx = current_request()
+        if not request.HasField("transaction"):
+            raise InvalidInput("is required", field="transaction")
+        outcome = await self._services.identify.identify(
+            ctx.tenant,
+            convert.face_inputs(request.probes, "probes"),
+            convert.transaction(request.transaction),
+            deadline=ctx.deadline,
+        )
+        return convert.authorization_result(outcome)
 
     async def Authenticate(
         self, request_iterator: AsyncIterator[bioauth_pb2.AuthenticateRequest], context: _Ctx
     ) -> AsyncIterator[bioauth_pb2.AuthenticateResponse]:
-        raise _pending("Authenticate")
+        raise NotImplementedYet("Authenticate is not implemented yet in this server build")
         yield  # pragma: no cover - makes this an async generator like the real one
 
     async def DeleteSubject(
         self, request: bioauth_pb2.DeleteSubjectRequest, context: _Ctx
     ) -> bioauth_pb2.DeleteSubjectResponse:
-        raise _pending("DeleteSubject")
+        ctx = current_request()
+        outcome = await self._services.subjects.delete(
+            ctx.tenant.id, convert.external_ref(request.subject), deadline=ctx.deadline
+        )
+        return convert.delete_response(outcome)
 
     async def GetSubject(
         self, request: bioauth_pb2.GetSubjectRequest, context: _Ctx
     ) -> bioauth_pb2.GetSubjectResponse:
-        raise _pending("GetSubject")
+        ctx = current_request()
+        view = await self._services.subjects.get(
+            ctx.tenant.id, convert.external_ref(request.subject), deadline=ctx.deadline
+        )
+        return convert.subject_response(view)
 
 
 class KeyPublicationServicer(bioauth_pb2_grpc.KeyPublicationServicer):
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
     async def GetJwks(
         self, request: bioauth_pb2.GetJwksRequest, context: _Ctx
     ) -> bioauth_pb2.GetJwksResponse:
-        raise _pending("GetJwks")
+        tokens = self._services.tokens
+        return bioauth_pb2.GetJwksResponse(
+            jwks_json=await tokens.jwks_json(), max_age_seconds=tokens.jwks_max_age_s
+        )

@@ -1,0 +1,163 @@
+"""1:N identification: who, among this tenant's subjects who consented to 1:N, is this?
+
+Only the calling tenant's gallery is searched, and it holds only subjects enrolled with consent to
+identification (kept so by enrolment and opt-out). The probes are fused the way the calibration
+says (one template vector for a template rule, every frame for ``best_of``), the gallery returns
+the best and the runner-up subject, and the policy decides at the point its false-positive target
+allows for the gallery's size, refusing a best match too close to the runner-up (AMBIGUOUS).
+
+Before an approval is signed the matched subject is read back from the store: a subject who left
+a moment ago, or whose consent no longer covers 1:N, is dropped from the gallery and not matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from bioauth.config import TenantSettings
+from bioauth.matching import policy
+from bioauth.matching.fusion import fuse_embeddings
+from bioauth.matching.gallery import GalleryResult, TenantGalleries
+from bioauth.matching.operating_points import Calibration
+from bioauth.service import _policy
+from bioauth.service._deadline import within
+from bioauth.service._policy import require_calibration
+from bioauth.service.decisions import DecisionRecorder, Verdict
+from bioauth.service.domain import (
+    AuthorizationOutcome,
+    Decision,
+    DecisionReason,
+    FaceInput,
+    Operation,
+    Transaction,
+)
+from bioauth.service.probes import FaceEmbedder
+from bioauth.store.protocol import SubjectRecord, SubjectStatus, TemplateStore
+
+__all__ = ["IdentifyService", "best_two"]
+
+
+class IdentifyService:
+    """The identification use case; transport-independent."""
+
+    def __init__(
+        self,
+        *,
+        store: TemplateStore,
+        embedder: FaceEmbedder,
+        galleries: TenantGalleries,
+        calibration: Calibration | None,
+        recorder: DecisionRecorder,
+        margin_override: float | None = None,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._galleries = galleries
+        self._calibration = calibration
+        self._recorder = recorder
+        self._margin_override = margin_override
+
+    async def identify(
+        self,
+        tenant: TenantSettings,
+        probes: Sequence[FaceInput],
+        transaction: Transaction,
+        *,
+        deadline: float | None,
+    ) -> AuthorizationOutcome:
+        calibration = require_calibration(self._calibration, self._embedder.model_id)
+        model_id = self._embedder.model_id
+        outcomes = tuple(await self._embedder.embed_all(probes, deadline=deadline))
+        usable = [o.embedding for o in outcomes if o.embedding is not None]
+        external_ref = ""
+        if not usable:
+            verdict = _policy.no_usable_probe()
+        else:
+            gallery = self._galleries.get(tenant.id)
+            size = len(gallery)
+            candidates: list[policy.Candidate] = []
+            if size:
+                results = await within(
+                    deadline,
+                    gallery.search_async(_queries(calibration, np.stack(usable))),
+                    "search",
+                )
+                candidates = best_two(results)
+            outcome = policy.decide_identify(
+                candidates,
+                len(usable),
+                size,
+                calibration,
+                tenant.identify_fpir_target,
+                margin_override=self._margin_override,
+            )
+            verdict = _policy.from_identify(outcome)
+            if verdict.decision is Decision.APPROVE:
+                subject = await within(
+                    deadline,
+                    self._store.get_subject_by_id(tenant.id, verdict.subject_id),
+                    "subject look-up",
+                )
+                if subject is None or not _searchable(subject) or subject.external_ref is None:
+                    gallery.remove(verdict.subject_id)
+                    verdict = _stale(verdict)
+                else:
+                    external_ref = subject.external_ref
+        return await self._recorder.record(
+            tenant=tenant,
+            operation=Operation.IDENTIFY,
+            verdict=verdict,
+            transaction=transaction,
+            model_id=model_id,
+            probes=outcomes,
+            external_ref=external_ref,
+            deadline=deadline,
+        )
+
+
+def _queries(calibration: Calibration, probes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """What the gallery is searched with: one fused vector under a template rule (the gallery's
+    rows are fused the same way), every frame otherwise."""
+    rule = calibration.fusion_rule
+    if rule.fuses_embeddings:
+        return fuse_embeddings(probes, rule).astype(np.float32)[None, :]
+    return probes
+
+
+def best_two(results: Sequence[GalleryResult]) -> list[policy.Candidate]:
+    """The best subject over every probe row and the nearest other subject (the runner-up).
+
+    Each row's result holds its two nearest distinct subjects, which always includes, for that
+    row, the nearest subject other than any given one; so the overall runner-up is among them.
+    """
+    best: dict[str, policy.Candidate] = {}
+    for result in results:
+        for candidate in result.candidates:
+            held = best.get(candidate.subject_id)
+            if held is None or candidate.distance < held.distance:
+                best[candidate.subject_id] = candidate
+    return sorted(best.values(), key=lambda c: c.distance)[:2]
+
+
+def _searchable(subject: SubjectRecord) -> bool:
+    consent = subject.consent
+    return (
+        subject.status is SubjectStatus.ENROLLED
+        and consent is not None
+        and consent.identification
+        and consent.withdrawn_at is None
+    )
+
+
+def _stale(verdict: Verdict) -> Verdict:
+    return Verdict(
+        decision=Decision.NO_MATCH,
+        reason=DecisionReason.NO_CANDIDATE,
+        band=None,
+        operating_point=verdict.operating_point,
+        enrolment_images=verdict.enrolment_images,
+        probe_images=verdict.probe_images,
+    )

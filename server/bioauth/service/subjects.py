@@ -1,0 +1,103 @@
+"""Subject look-up (status and consent, never biometric data) and opt-out.
+
+Opt-out itself (withdrawal, crypto-shredding, deletion, retries) is ``bioauth.service.opt_out``;
+this module adds what only the serving process can do: drop the subject from its in-memory 1:N
+gallery the moment consent is withdrawn, whether the shredding finished or is still pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bioauth.errors import NotFound
+from bioauth.matching.gallery import TenantGalleries
+from bioauth.service._deadline import within
+from bioauth.service.domain import DeletionOutcome, SubjectView
+from bioauth.service.opt_out import OptOutService, OptOutState
+from bioauth.store.protocol import SubjectRecord, TemplateStore
+
+__all__ = ["SubjectService"]
+
+
+class SubjectService:
+    """GetSubject and DeleteSubject; transport-independent."""
+
+    def __init__(
+        self,
+        *,
+        store: TemplateStore,
+        opt_out: OptOutService,
+        galleries: TenantGalleries,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._opt_out = opt_out
+        self._galleries = galleries
+        self._clock = clock
+
+    async def get(
+        self, tenant_id: str, external_ref: str, *, deadline: float | None
+    ) -> SubjectView:
+        """``NotFound`` for a reference this tenant does not know (or that opted out: the link
+        from reference to subject is deleted with the templates)."""
+        subject = await within(
+            deadline, self._store.get_subject(tenant_id, external_ref), "subject look-up"
+        )
+        if subject is None:
+            raise NotFound("no such subject for this tenant")
+        templates = await within(
+            deadline, self._store.list_templates(tenant_id, subject.subject_id), "template read"
+        )
+        return _view(subject, len(templates), tuple(sorted({t.model_id for t in templates})))
+
+    async def delete(
+        self, tenant_id: str, external_ref: str, *, deadline: float | None
+    ) -> DeletionOutcome:
+        """Opt the subject out. ``done`` is True only once the key provider confirmed the subject
+        key is destroyed and the templates are deleted; otherwise the retrier finishes it."""
+        subject = await within(
+            deadline, self._store.get_subject(tenant_id, external_ref), "subject look-up"
+        )
+        if subject is None:
+            raise NotFound("no such subject for this tenant")
+        # Out of the gallery first: from here on this process never matches the person, even
+        # if the rest of the opt-out is slow or fails.
+        self._galleries.get(tenant_id).remove(subject.subject_id)
+        # No deadline past this point: once the withdrawal is recorded the remaining steps must
+        # run to completion or be left to the retrier, never be cut off half way.
+        result = await self._opt_out.request(tenant_id, subject_id=subject.subject_id)
+        after = await self._store.get_subject_by_id(tenant_id, subject.subject_id)
+        withdrawn_at = None
+        if after is not None and after.consent is not None:
+            withdrawn_at = after.consent.withdrawn_at
+        return DeletionOutcome(
+            subject_id=result.subject_id,
+            done=result.state is OptOutState.DONE,
+            withdrawn_at=withdrawn_at or self._clock(),
+        )
+
+    async def view_by_id(self, tenant_id: str, subject_id: str) -> SubjectView:
+        """The subject as ``get`` shows it, by pseudonymous id (works after opt-out too)."""
+        subject = await self._store.get_subject_by_id(tenant_id, subject_id)
+        if subject is None:
+            raise NotFound("no such subject for this tenant")
+        templates = await self._store.list_templates(tenant_id, subject_id)
+        return _view(subject, len(templates), tuple(sorted({t.model_id for t in templates})))
+
+
+def _view(subject: SubjectRecord, template_count: int, model_ids: tuple[str, ...]) -> SubjectView:
+    consent = subject.consent
+    return SubjectView(
+        subject_id=subject.subject_id,
+        status=subject.status.value,
+        template_count=template_count,
+        model_ids=model_ids,
+        policy_version="" if consent is None else consent.policy_version,
+        consented_at=None if consent is None else consent.consented_at,
+        channel="" if consent is None else consent.channel,
+        purpose="" if consent is None else consent.purpose,
+        identification=False if consent is None else consent.identification,
+        withdrawn_at=None if consent is None else consent.withdrawn_at,
+        enrolled_at=subject.created_at,
+    )

@@ -1,0 +1,103 @@
+"""1:1 verification: is the person in the probe crops the holder of this subject reference?
+
+The subject is looked up first (an unknown or opted-out subject costs no inference), the probes
+are embedded through the batcher, the subject's templates are decrypted only for this comparison,
+and the policy decides at the operating point the tenant's settings name, in the richest comparison
+mode it has calibrated for the images at hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bioauth.config import TenantSettings
+from bioauth.crypto.provider import KeyProvider
+from bioauth.errors import FailedPrecondition, NotFound
+from bioauth.matching import policy
+from bioauth.matching.operating_points import Calibration
+from bioauth.service import _policy
+from bioauth.service._deadline import within
+from bioauth.service._policy import require_calibration
+from bioauth.service.decisions import DecisionRecorder
+from bioauth.service.domain import AuthorizationOutcome, FaceInput, Operation, Transaction
+from bioauth.service.probes import FaceEmbedder
+from bioauth.service.templates import open_templates
+from bioauth.store.protocol import SubjectStatus, TemplateStore
+
+__all__ = ["VerifyService"]
+
+
+class VerifyService:
+    """The verification use case; transport-independent."""
+
+    def __init__(
+        self,
+        *,
+        store: TemplateStore,
+        keys: KeyProvider,
+        embedder: FaceEmbedder,
+        calibration: Calibration | None,
+        recorder: DecisionRecorder,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._embedder = embedder
+        self._calibration = calibration
+        self._recorder = recorder
+
+    async def verify(
+        self,
+        tenant: TenantSettings,
+        external_ref: str,
+        probes: Sequence[FaceInput],
+        transaction: Transaction,
+        *,
+        deadline: float | None,
+    ) -> AuthorizationOutcome:
+        """Decide and record; ``NotFound`` for a subject this tenant does not know,
+        ``FailedPrecondition`` for one who opted out or has no template of the serving model."""
+        subject = await within(
+            deadline, self._store.get_subject(tenant.id, external_ref), "subject look-up"
+        )
+        if subject is None:
+            raise NotFound("no such subject for this tenant")
+        if subject.status is not SubjectStatus.ENROLLED:
+            raise FailedPrecondition("the subject has opted out")
+        calibration = require_calibration(self._calibration, self._embedder.model_id)
+        model_id = self._embedder.model_id
+        outcomes = tuple(await self._embedder.embed_all(probes, deadline=deadline))
+        usable = [o.embedding for o in outcomes if o.embedding is not None]
+        if not usable:
+            verdict = _policy.no_usable_probe(subject.subject_id)
+        else:
+            templates = await within(
+                deadline,
+                self._store.list_templates(tenant.id, subject.subject_id),
+                "template read",
+            )
+            enrolment = await within(
+                deadline, open_templates(self._keys, templates, model_id), "template decryption"
+            )
+            if len(enrolment) == 0:
+                raise FailedPrecondition(
+                    "the subject has no template of the model in service; enrol again"
+                )
+            outcome = policy.verify(
+                enrolment,
+                np.stack(usable),
+                calibration,
+                tenant.verify_operating_point,
+            )
+            del enrolment  # decrypted templates live no longer than the comparison
+            verdict = _policy.from_verify(outcome, subject.subject_id)
+        return await self._recorder.record(
+            tenant=tenant,
+            operation=Operation.VERIFY,
+            verdict=verdict,
+            transaction=transaction,
+            model_id=model_id,
+            probes=outcomes,
+            deadline=deadline,
+        )
