@@ -48,7 +48,7 @@ from bioauth.config import ImageSettings, InferenceSettings, load_settings  # no
 from bioauth.inference.batcher import DynamicBatcher  # noqa: E402
 from bioauth.inference.engine import OnnxEngine  # noqa: E402
 from bioauth.inference.manifest import ModelManifest, load_manifest  # noqa: E402
-from bioauth.inference.metrics import InferenceMetrics  # noqa: E402
+from bioauth.inference.metrics import DeviceMetrics, InferenceMetrics  # noqa: E402
 from bioauth.inference.preprocess import decode_image, to_model_input  # noqa: E402
 from bioauth.modelbuild import ensure_built  # noqa: E402
 
@@ -127,9 +127,8 @@ async def _batcher_round(
     seconds: float,
     batcher_settings: Any,
     series: Series,
-    registry: CollectorRegistry,
+    metrics: DeviceMetrics,
 ) -> None:
-    metrics = InferenceMetrics(registry).for_device("bench")
     async with DynamicBatcher(engine, batcher_settings, device="bench", metrics=metrics) as batcher:
         # One untimed pass so that thread start-up is not in the numbers.
         await asyncio.gather(
@@ -234,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     ort_series = {(t, n): Series() for t in thread_counts for n in batch_sizes}
     batcher_series = {t: Series() for t in thread_counts}
     batcher_registries = {t: CollectorRegistry() for t in thread_counts}
+    batcher_metrics = {
+        t: InferenceMetrics(registry).for_device("bench")
+        for t, registry in batcher_registries.items()
+    }
 
     dlib_series: dict[str, Series] = {}
     dlib_info: dict[str, Any] = {}
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.seconds,
                     batcher_settings,
                     series,
-                    batcher_registries[threads],
+                    batcher_metrics[threads],
                 )
             )
         if dlib_model is not None:
