@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,3 +124,73 @@ async def open_provider(kind: str, request: pytest.FixtureRequest, tmp_path: Pat
 
     server: OpenBaoServer = request.getfixturevalue("openbao_server")
     return await VaultKeyProvider.open(url=server.url, token=server.token, mount=server.mount)
+
+
+@dataclass
+class Backend:
+    """A migrated store plus raw access to its database, as an attacker or auditor would have."""
+
+    kind: str
+    store: TemplateStore
+    sqlite_path: Path | None = None
+    pg: PgSchema | None = None
+
+    @property
+    def url(self) -> str:
+        """``store.url`` for settings (the CLI tests)."""
+        if self.sqlite_path is not None:
+            return f"sqlite:///{self.sqlite_path}"
+        assert self.pg is not None
+        return self.pg.dsn
+
+    async def execute(self, sql: str, *args: object) -> None:
+        """Run raw SQL written with ``?`` placeholders on a connection of its own."""
+        if self.sqlite_path is not None:
+            conn = sqlite3.connect(self.sqlite_path, isolation_level=None)
+            try:
+                conn.execute(sql, args)
+            finally:
+                conn.close()
+            return
+        assert self.pg is not None
+        pg = await self.pg.connect()
+        try:
+            await pg.execute(_dollar(sql), *args)
+        finally:
+            await pg.close()
+
+    async def fetch(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        if self.sqlite_path is not None:
+            conn = sqlite3.connect(self.sqlite_path, isolation_level=None)
+            try:
+                return [tuple(r) for r in conn.execute(sql, args).fetchall()]
+            finally:
+                conn.close()
+        assert self.pg is not None
+        pg = await self.pg.connect()
+        try:
+            return [tuple(r) for r in await pg.fetch(_dollar(sql), *args)]
+        finally:
+            await pg.close()
+
+
+def _dollar(sql: str) -> str:
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Like ``store``, with the database itself within reach."""
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            path = tmp_path / "store.sqlite3"
+            found = Backend("sqlite", await SqliteTemplateStore.open(path), sqlite_path=path)
+        else:
+            schema = await stack.enter_async_context(
+                new_schema(request.getfixturevalue("pg_database"))
+            )
+            opened = await PostgresTemplateStore.open(schema.dsn, max_size=4)
+            found = Backend("postgresql", opened, pg=schema)
+        stack.push_async_callback(found.store.close)
+        yield found
