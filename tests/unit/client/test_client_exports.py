@@ -10,6 +10,7 @@ EXPECTED = {
     "AsyncClient",
     "AuthenticateOutcome",
     "BioauthClientError",
+    "BlockingTokenVerifier",
     "Cancelled",
     "Client",
     "ClientClosed",

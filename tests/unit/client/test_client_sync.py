@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import time
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 
 from bioauth.client import (
     Client,
     ClientClosed,
     HealthStatus,
     NotFound,
+    TokenRejected,
     face_image_from_bytes,
     transaction_context,
 )
+from bioauth.client.testing import MockCall, MockChannel
 from bioauth.v1 import bioauth_pb2, types_pb2
 
 from .conftest import ScriptedServer
+from .tokens_support import AUDIENCE, ISSUER, SigningKey, claims, header, transaction
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
@@ -77,3 +83,20 @@ def test_close_stops_the_loop_thread_and_refuses_calls() -> None:
     assert after == []
     with pytest.raises(ClientClosed):
         client.health()
+
+
+def test_blocking_token_verifier_uses_the_servers_keys() -> None:
+    """Client.token_verifier fetches keys through the client and verifies on its loop."""
+    key = SigningKey.generate("k-sync")
+
+    async def answer(call: MockCall) -> Message:
+        document = json.dumps({"keys": [key.public_jwk()]})
+        return bioauth_pb2.GetJwksResponse(jwks_json=document, max_age_seconds=60)
+
+    now = int(time.time())
+    with Client(channel_factory=lambda: MockChannel(answer)) as client:
+        verifier = client.token_verifier(issuer=ISSUER, audience=AUDIENCE)
+        token = key.sign(header(key.kid), claims(iat=now, exp=now + 60))
+        assert verifier.verify(token, transaction()).key_id == "k-sync"
+        with pytest.raises(TokenRejected):
+            verifier.verify(token, transaction())

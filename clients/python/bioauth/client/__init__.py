@@ -49,7 +49,7 @@ from bioauth.client._errors import (
     Unimplemented,
     UnknownRpcError,
 )
-from bioauth.client._sync_client import Client
+from bioauth.client._sync_client import BlockingTokenVerifier, Client
 from bioauth.client.tokens import DecisionToken, TokenVerifier
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticateOutcome",
     "BioauthClientError",
+    "BlockingTokenVerifier",
     "Cancelled",
     "Client",
     "ClientClosed",

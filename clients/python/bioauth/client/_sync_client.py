@@ -17,9 +17,11 @@ import grpc.aio
 from bioauth.client._async_client import AsyncClient, AuthenticateOutcome, HealthStatus, Jwks
 from bioauth.client._config import DEFAULT_TIMEOUT_S, TLSConfig
 from bioauth.client._errors import ClientClosed
+from bioauth.client.replay import ReplayCache
+from bioauth.client.tokens import DecisionToken, TokenVerifier
 from bioauth.v1 import bioauth_pb2, types_pb2
 
-__all__ = ["Client"]
+__all__ = ["BlockingTokenVerifier", "Client"]
 
 _T = TypeVar("_T")
 _END = object()
@@ -188,6 +190,24 @@ class Client:
             if not self._closed:
                 self._run(stream.aclose())
 
+    def token_verifier(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        replay_cache: ReplayCache | None = None,
+        clock_skew_s: float = 30.0,
+    ) -> BlockingTokenVerifier:
+        """A token verifier whose keys come from this client's GetJwks (see TokenVerifier)."""
+        verifier = TokenVerifier(
+            self._client.get_jwks,
+            issuer=issuer,
+            audience=audience,
+            replay_cache=replay_cache,
+            clock_skew_s=clock_skew_s,
+        )
+        return BlockingTokenVerifier(self, verifier)
+
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         if self._closed:
             coroutine.close()
@@ -198,6 +218,18 @@ class Client:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+class BlockingTokenVerifier:
+    """:class:`TokenVerifier` for blocking code; runs on its :class:`Client`'s loop."""
+
+    def __init__(self, client: Client, verifier: TokenVerifier) -> None:
+        self._client = client
+        self._verifier = verifier
+
+    def verify(self, token: str, transaction: types_pb2.TransactionContext) -> DecisionToken:
+        """See :meth:`TokenVerifier.verify`: raises ``TokenRejected`` unless every check passes."""
+        return self._client._run(self._verifier.verify(token, transaction))
 
 
 async def _threaded(source: Iterable[_T]) -> AsyncIterator[_T]:
