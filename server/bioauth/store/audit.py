@@ -131,13 +131,10 @@ class ChainVerifier:
         seq = record.seq
         if record.entry.tenant_id != self._tenant_id:
             self._fail(seq, "row belongs to another tenant")
-        elif seq != self._expected_seq:
-            kind = (
-                "missing rows before it"
-                if seq > self._expected_seq
-                else "duplicate or out of order"
-            )
-            self._fail(seq, f"expected seq {self._expected_seq}, found {seq} ({kind})")
+        elif seq > self._expected_seq:
+            self._fail(self._expected_seq, f"row missing (deleted?): the next row is seq {seq}")
+        elif seq < self._expected_seq:
+            self._fail(seq, f"seq {seq} out of order after seq {self._expected_seq - 1}")
         elif record.prev_hash != self._prev_hash:
             self._fail(
                 seq, "prev_hash does not match the previous row's hash (row deleted or moved)"
