@@ -377,3 +377,24 @@ async def test_opt_out_stops_matching_and_records_withdrawal(
     _assert_no_token(after)
     with pytest.raises(NotFound):
         await bank_c.get_subject("rose-card")
+
+
+async def test_gallery_is_reloaded_at_start_up(
+    server: ServerProcess, enrolled: dict[str, str], faces: list[Face]
+) -> None:
+    """After a restart the 1:N gallery is rebuilt from the store: identification still works,
+    and the 1:1-only subject is still left out. (Last in this module: it restarts the server.)"""
+    server.stop()
+    server.start(timeout_s=120)
+    first = _first_chips(faces)
+    async with await _client(server, "bank-a") as client:
+        for identity in ("obama", ONE_TO_ONE_ONLY):
+            face = next(
+                f for f in faces if f.identity == identity and f.chip != first[identity].chip
+            )
+            found = await client.identify([face_image_from_path(face.chip)], _tx(f"r-{identity}"))
+            if identity == ONE_TO_ONE_ONLY:
+                assert found.decision == types_pb2.DECISION_NO_MATCH
+            else:
+                assert found.decision == APPROVE
+                assert found.subject_id == enrolled[identity]

@@ -9,7 +9,9 @@ import pytest
 
 from bioauth.errors import AlreadyExists, FailedPrecondition, InvalidInput
 from bioauth.inference.decode import RawImage
+from bioauth.matching.gallery import TenantGalleries
 from bioauth.service.domain import SampleReason
+from bioauth.service.templates import load_gallery
 from tests.unit.service.conftest import World, deadline, enrol_request, face_png, person
 
 
@@ -139,3 +141,29 @@ async def test_deadline_reaches_the_batcher(world: World) -> None:
         world.tenant.id, enrol_request("acct-1", [face_png(1)]), deadline=limit
     )
     assert world.scripted.deadlines == [limit]
+
+
+async def test_start_up_load_fills_the_gallery_from_the_store(world: World) -> None:
+    """A fresh process rebuilds each tenant's gallery from sealed templates, 1:N consent only."""
+    one = await world.services.enrol.enroll(
+        world.tenant.id, enrol_request("acct-1", [face_png(1), face_png(2)]), deadline=deadline()
+    )
+    only_1to1 = await world.services.enrol.enroll(
+        world.tenant.id,
+        enrol_request("acct-2", [face_png(3)], identification=False),
+        deadline=deadline(),
+    )
+    fresh = TenantGalleries(dim=world.manifest.embedding_size)
+    loaded = await load_gallery(
+        world.store,
+        world.keys,
+        fresh,
+        [world.tenant.id, world.other_tenant.id],
+        world.manifest.model_id,
+    )
+    assert loaded == 2
+    gallery = fresh.get(world.tenant.id)
+    assert one.subject_id in gallery
+    assert only_1to1.subject_id not in gallery
+    assert gallery.template_count == 2
+    assert len(fresh.get(world.other_tenant.id)) == 0
