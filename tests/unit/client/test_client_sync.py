@@ -18,6 +18,8 @@ from bioauth.client import (
     NotFound,
     TokenRejected,
     face_image_from_bytes,
+    frame_request,
+    session_open_request,
     transaction_context,
 )
 from bioauth.client.testing import MockCall, MockChannel
@@ -100,3 +102,17 @@ def test_blocking_token_verifier_uses_the_servers_keys() -> None:
         assert verifier.verify(token, transaction()).key_id == "k-sync"
         with pytest.raises(TokenRejected):
             verifier.verify(token, transaction())
+
+
+async def test_sync_raw_authenticate_yields_every_response(scripted_server: ScriptedServer) -> None:
+    """The raw blocking stream yields frame results then the decision, and closes cleanly."""
+    tx = transaction_context("tx-1", 100, "EUR", nonce="nonce-123456")
+    image = face_image_from_bytes(PNG)
+
+    def work() -> list[str]:
+        requests = [session_open_request(tx), frame_request(1, image), frame_request(2, image)]
+        with Client(scripted_server.target) as client:
+            return [r.WhichOneof("message") or "" for r in client.authenticate(requests)]
+
+    kinds = await asyncio.to_thread(work)
+    assert kinds == ["frame_result", "frame_result", "result"]
