@@ -90,7 +90,12 @@ class EnrolService:
             # Nothing to store: answer with the reasons so the terminal can capture again.
             count = 0
             if existing is not None:
-                count = len(await self._store.list_templates(tenant_id, existing.subject_id))
+                prior = await within(
+                    deadline,
+                    self._store.list_templates(tenant_id, existing.subject_id),
+                    "template count",
+                )
+                count = len(prior)
             return _view(existing.subject_id if existing else "", outcomes, {}, model_id, count)
         for attempt in range(_CREATE_ATTEMPTS):
             try:
