@@ -40,7 +40,7 @@ def _encode(subject_id: str) -> bytes:
 
 
 def _grown(capacity: int, needed: int) -> int:
-    """Next capacity: +1/16 (at least 64), so unused capacity stays within about 6 %."""
+    """Next capacity: +1/16 (at least 64); removals shrink it back once 1/10 is unused."""
     new = max(capacity, _MIN_SLOTS)
     while new < needed:
         new += max(new // 16, _MIN_SLOTS)
@@ -155,6 +155,8 @@ class SubjectSlots:
         self._count = last
         if self._occupied > 2 * self._count + _MIN_TABLE:
             self._rehash(self._count)  # clear tombstones once they dominate
+        if self._ids.shape[0] - self._count > max(2 * _MIN_SLOTS, self._count // 10):
+            self._resize(self._count + max(_MIN_SLOTS, self._count // 32))
         return freed, last
 
     def _reserve(self, slots: int, id_width: int) -> None:
@@ -162,17 +164,19 @@ class SubjectSlots:
         if id_width > width:
             self._ids = self._ids.astype(f"S{id_width}")
         capacity = self._ids.shape[0]
-        if slots <= capacity:
-            return
-        new = _grown(capacity, slots)
-        ids = np.zeros(new, dtype=self._ids.dtype)
-        ids[:capacity] = self._ids
-        rows = np.zeros((new, self.max_rows), dtype=np.int32)
-        rows[:capacity] = self._rows
-        nrows = np.zeros(new, dtype=np.uint8)
-        nrows[:capacity] = self._nrows
-        images = np.zeros(new, dtype=np.uint8)
-        images[:capacity] = self._images
+        if slots > capacity:
+            self._resize(_grown(capacity, slots))
+
+    def _resize(self, capacity: int) -> None:
+        kept = min(capacity, self._ids.shape[0])
+        ids = np.zeros(capacity, dtype=self._ids.dtype)
+        ids[:kept] = self._ids[:kept]
+        rows = np.zeros((capacity, self.max_rows), dtype=np.int32)
+        rows[:kept] = self._rows[:kept]
+        nrows = np.zeros(capacity, dtype=np.uint8)
+        nrows[:kept] = self._nrows[:kept]
+        images = np.zeros(capacity, dtype=np.uint8)
+        images[:kept] = self._images[:kept]
         self._ids, self._rows, self._nrows, self._images = ids, rows, nrows, images
 
     def _position(self, raw: bytes) -> int | None:
@@ -200,7 +204,7 @@ class SubjectSlots:
     def _rehash(self, live: int) -> None:
         """Rebuild the index for the present slots, sized for ``live`` subjects at half load."""
         size = _MIN_TABLE
-        while live + 1 > _MAX_LOAD * size / 2:  # room to grow to twice before the next rehash
+        while live + 1 > size // 2:  # at most half full after a rebuild
             size *= 2
         self._table = np.full(size, _EMPTY, dtype=np.int32)
         self._occupied = 0

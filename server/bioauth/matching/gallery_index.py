@@ -8,11 +8,14 @@ that one inner product with an augmented probe ranks rows by the manifest's metr
   column is the stored norm, so ``||a||^2 + ||b||^2 - 2ab`` costs no pass beyond the matrix product.
 - cosine: row ``[r / ||r||, 0]``, probe ``[p / ||p||, 0]``; the product is ``cos(p, r)``.
 
-Storage is a list of blocks of ``block_rows`` rows each (the last one partly filled, grown in steps
-of at most ``_GROW_ROWS`` rows), so a growing gallery never copies more than one block and never
-holds two copies of itself. Removal moves the last row into the freed one (swap-with-last).
+Storage is a list of blocks of ``block_rows`` rows each. Every block but the last is full; the
+last grows in steps of 1/16 of the gallery (at least 256 rows) and shrinks once more than 1/10 of
+the gallery is unused, so unused capacity stays under 10 % from a few thousand rows up, and a
+growing gallery never copies more than one block nor holds two copies of itself. Removal moves
+the last row into the freed one (swap-with-last).
 
-Two interchangeable backends compute the top-k rows per probe over the blocks: numpy (BLAS matrix
+Two interchangeable backends compute the top-k rows per probe over the blocks, each block scanned
+by a one-thread kernel and the blocks shared among a few worker threads: numpy (BLAS matrix
 product per block, then a threshold filter so only the first block is fully partitioned) and
 faiss-cpu's brute-force ``knn`` over the same arrays (no copy). ``scripts/bench_gallery.py``
 compares them; numpy was faster on the reference machine (see docs/benchmarks.md), so it is the
@@ -21,11 +24,16 @@ default, and faiss-cpu (a development extra) is imported only when asked for.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 from typing import Final, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -40,7 +48,7 @@ __all__ = [
 BackendName = Literal["numpy", "faiss"]
 DEFAULT_BACKEND: Final[BackendName] = "numpy"
 
-_GROW_ROWS: Final = 4096
+_MAX_THREADS: Final = 8
 _MIN_ROWS: Final = 256
 
 Scores = NDArray[np.float32]
@@ -100,7 +108,7 @@ class RowStore:
             self._blocks.append(np.empty((min(_MIN_ROWS, self.block_rows), self.width), np.float32))
             self._owners.append(np.empty(self._blocks[-1].shape[0], np.int32))
         elif offset == self._blocks[block].shape[0]:
-            self._resize_tail(min(self.block_rows, offset + min(offset, _GROW_ROWS)))
+            self._resize_tail(min(self.block_rows, offset + max(_MIN_ROWS, self._count // 16)))
         self._blocks[block][offset] = row
         self._owners[block][offset] = owner
         self._count += 1
@@ -166,8 +174,8 @@ class RowStore:
         if used <= 0:
             self._blocks.pop()
             self._owners.pop()
-        elif self._blocks[-1].shape[0] - used > 2 * _GROW_ROWS:
-            self._resize_tail(used + _GROW_ROWS)
+        elif self._blocks[-1].shape[0] - used > max(2 * _MIN_ROWS, self._count // 10):
+            self._resize_tail(min(self.block_rows, used + max(_MIN_ROWS, self._count // 32)))
 
 
 class SearchBackend(Protocol):
@@ -180,6 +188,10 @@ class SearchBackend(Protocol):
     ) -> tuple[Scores, RowIds]:
         """``(P, k)`` scores, largest first, and their row numbers (counted across blocks in
         order); where fewer than k rows exist the tail holds ``-inf`` and ``-1``."""
+        ...
+
+    def close(self) -> None:
+        """Release worker threads; idempotent."""
         ...
 
 
@@ -210,23 +222,92 @@ def _merge(
     return out_scores, out_rows
 
 
-class NumpyBackend:
-    """BLAS matrix product per block (matrix-vector for one probe).
+class _BlockScanner:
+    """Splits the blocks over a few worker threads, each scanning its share single-threaded.
 
-    Only the first block is partitioned in full; later blocks keep just the entries above each
-    probe's current k-th best score, which after the first block are very few, so the cost
-    beyond the matrix product is one comparison pass.
+    Measured on the shared 2-core machine (docs/benchmarks.md): multi-threaded BLAS and OpenMP
+    kernels spin at a barrier per call, and when another process holds a core a one-probe scan
+    went from about 55 ms to several hundred. Python threads that each run a one-thread kernel
+    on whole blocks (numpy and faiss release the GIL) degrade gracefully instead, so the
+    backends pin their library to one thread and parallelise here.
     """
 
-    name = "numpy"
+    def __init__(self, threads: int | None) -> None:
+        count = threads if threads is not None else min(os.cpu_count() or 1, _MAX_THREADS)
+        if count < 1:
+            raise ValueError(f"threads must be >= 1, got {count}")
+        self.threads = count
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def top_k(
         self, blocks: Sequence[NDArray[np.float32]], queries: NDArray[np.float32], k: int
     ) -> tuple[Scores, RowIds]:
+        if not blocks:
+            return _empty(queries.shape[0], k)
+        starts = list(accumulate((block.shape[0] for block in blocks[:-1]), initial=0))
+        parts = min(self.threads, len(blocks))
+        if parts <= 1:
+            return self._scan(blocks, starts, queries, k)
+        shares = [(blocks[i::parts], starts[i::parts]) for i in range(parts)]
+        best = _empty(queries.shape[0], k)
+        for scores, rows in self._executor().map(
+            lambda share: self._scan(share[0], share[1], queries, k), shares
+        ):
+            probe = np.repeat(np.arange(queries.shape[0]), k)
+            valid = rows.ravel() >= 0
+            best = _merge(best, probe[valid], scores.ravel()[valid], rows.ravel()[valid], k)
+        return best
+
+    def close(self) -> None:
+        """Stop the worker threads (idempotent); a later search starts them again."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gallery-scan")
+            return self._pool
+
+    def _scan(
+        self,
+        blocks: Sequence[NDArray[np.float32]],
+        starts: Sequence[int],
+        queries: NDArray[np.float32],
+        k: int,
+    ) -> tuple[Scores, RowIds]:
+        raise NotImplementedError
+
+
+class NumpyBackend(_BlockScanner):
+    """BLAS matrix product per block (matrix-vector for one probe).
+
+    Only the first block of each share is partitioned in full; later blocks keep just the
+    entries above each probe's current k-th best score, which are very few, so the cost beyond
+    the matrix product is one comparison pass. Constructing it pins the process's BLAS and OpenMP
+    pools to one thread (see ``_BlockScanner``); nothing else in the server runs large BLAS
+    products, and ONNX Runtime keeps its own thread pool.
+    """
+
+    name = "numpy"
+
+    def __init__(self, threads: int | None = None) -> None:
+        super().__init__(threads)
+        threadpool_limits(limits=1)
+
+    def _scan(
+        self,
+        blocks: Sequence[NDArray[np.float32]],
+        starts: Sequence[int],
+        queries: NDArray[np.float32],
+        k: int,
+    ) -> tuple[Scores, RowIds]:
         probes = queries.shape[0]
         best = _empty(probes, k)
-        start = 0
-        for block in blocks:
+        for block, start in zip(blocks, starts, strict=True):
             n = block.shape[0]
             scores = (block @ queries[0])[None, :] if probes == 1 else queries @ block.T
             kth = best[0][:, -1]
@@ -240,29 +321,35 @@ class NumpyBackend:
                 values = np.take_along_axis(scores, cols, axis=1)
                 probe = np.repeat(np.arange(probes), take)
                 best = _merge(best, probe, values.ravel(), cols.ravel() + start, k)
-            start += n
         return best
 
 
-class FaissBackend:
-    """faiss-cpu's exact ``knn`` (the kernel behind IndexFlatIP) over the gallery's own blocks."""
+class FaissBackend(_BlockScanner):
+    """faiss-cpu's exact ``knn`` (the kernel behind IndexFlatIP) over the gallery's own blocks.
+
+    Constructing it pins faiss's OpenMP and BLAS to one thread (see ``_BlockScanner``).
+    """
 
     name = "faiss"
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        super().__init__(threads)
         import faiss  # a development extra: imported only when chosen
 
+        threadpool_limits(limits=1)  # faiss brings its own OpenMP and OpenBLAS
         self._faiss = faiss
 
-    def top_k(
-        self, blocks: Sequence[NDArray[np.float32]], queries: NDArray[np.float32], k: int
+    def _scan(
+        self,
+        blocks: Sequence[NDArray[np.float32]],
+        starts: Sequence[int],
+        queries: NDArray[np.float32],
+        k: int,
     ) -> tuple[Scores, RowIds]:
         probes = queries.shape[0]
         best = _empty(probes, k)
-        start = 0
-        for block in blocks:
-            n = block.shape[0]
-            take = min(k, n)
+        for block, start in zip(blocks, starts, strict=True):
+            take = min(k, block.shape[0])
             scores, cols = self._faiss.knn(
                 queries, block, take, metric=self._faiss.METRIC_INNER_PRODUCT
             )
@@ -275,13 +362,13 @@ class FaissBackend:
                 cols.ravel()[valid] + start,
                 k,
             )
-            start += n
         return best
 
 
-def make_backend(name: BackendName) -> SearchBackend:
+def make_backend(name: BackendName, threads: int | None = None) -> SearchBackend:
+    """A backend by name; ``threads`` scanning threads (default: CPU count, at most 8)."""
     if name == "numpy":
-        return NumpyBackend()
+        return NumpyBackend(threads)
     if name == "faiss":
-        return FaissBackend()
+        return FaissBackend(threads)
     raise ValueError(f"unknown gallery backend {name!r}; expected 'numpy' or 'faiss'")
