@@ -7,6 +7,7 @@ gallery the moment consent is withdrawn, whether the shredding finished or is st
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -64,9 +65,12 @@ class SubjectService:
         # Out of the gallery first: from here on this process never matches the person, even
         # if the rest of the opt-out is slow or fails.
         self._galleries.get(tenant_id).remove(subject.subject_id)
-        # No deadline past this point: once the withdrawal is recorded the remaining steps must
-        # run to completion or be left to the retrier, never be cut off half way.
-        result = await self._opt_out.request(tenant_id, subject_id=subject.subject_id)
+        # No deadline past this point, and shielded from the caller going away: once started,
+        # the opt-out runs to the end of its steps (or leaves them to the retrier), never stops
+        # half way because a client hung up.
+        result = await asyncio.shield(
+            self._opt_out.request(tenant_id, subject_id=subject.subject_id)
+        )
         after = await self._store.get_subject_by_id(tenant_id, subject.subject_id)
         withdrawn_at = None
         if after is not None and after.consent is not None:
