@@ -41,7 +41,7 @@ from bioauth.errors import (
     Overloaded,
     Unavailable,
 )
-from bioauth.inference.metrics import DeviceMetrics, InferenceMetrics, RejectReason
+from bioauth.inference.metrics import DeviceMetrics, RejectReason, process_metrics
 from bioauth.observability.logging import get_logger
 
 __all__ = ["DynamicBatcher", "EmbeddingEngine"]
@@ -92,14 +92,15 @@ class DynamicBatcher:
         metrics: DeviceMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``clock`` reads the time that deadlines are expressed in (tests pass a fake one)."""
+        """``metrics`` defaults to the process registry's families under this ``device`` label;
+        ``clock`` reads the time that deadlines are expressed in (tests pass a fake one)."""
         self._engine = engine
         self._item_shape = tuple(engine.item_shape)
         self._max_batch = settings.max_batch_size
         self._delay_s = settings.max_queue_delay_ms / 1000.0
         self._max_queue = settings.max_queue_size
         self._device = device
-        self._metrics = metrics or InferenceMetrics(registry=None).for_device(device)
+        self._metrics = metrics or process_metrics().for_device(device)
         self._clock = clock
         self._queue: deque[_Request] = deque()
         self._arrived = asyncio.Event()

@@ -9,17 +9,20 @@ labelled by device, so several workers share one set of families.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["DeviceMetrics", "InferenceMetrics", "RejectReason"]
+__all__ = ["DeviceMetrics", "InferenceMetrics", "RejectReason", "process_metrics"]
 
 RejectReason = Literal["overloaded", "deadline", "cancelled", "closed"]
 
 _BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _SECONDS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+_PROCESS: list[InferenceMetrics] = []
+_PROCESS_LOCK = threading.Lock()
 
 
 class InferenceMetrics:
@@ -94,3 +97,11 @@ class DeviceMetrics:
 
     def failed_batch(self) -> None:
         self.families.failed_batches.labels(self.device).inc()
+
+
+def process_metrics() -> InferenceMetrics:
+    """The families on the process registry, created once (a family may be registered once)."""
+    with _PROCESS_LOCK:
+        if not _PROCESS:
+            _PROCESS.append(InferenceMetrics(REGISTRY))
+        return _PROCESS[0]

@@ -288,3 +288,19 @@ async def test_worker_crash_fails_waiting_callers_instead_of_leaving_them_hangin
         with pytest.raises(Unavailable, match="stopped"):
             await task
     await batcher.close()
+
+
+async def test_default_metrics_land_on_the_process_registry_under_the_device_label() -> None:
+    from prometheus_client import REGISTRY
+
+    engine = FakeEngine(SHAPE)
+    before = REGISTRY.get_sample_value(
+        "bioauth_inference_batch_size_count", {"device": "default-test"}
+    )
+    for _ in range(2):  # a second batcher reuses the same families
+        async with DynamicBatcher(engine, BatcherSettings(), device="default-test") as batcher:
+            await batcher.embed(_x(1), deadline=None)
+    after = REGISTRY.get_sample_value(
+        "bioauth_inference_batch_size_count", {"device": "default-test"}
+    )
+    assert after == (before or 0) + 2
