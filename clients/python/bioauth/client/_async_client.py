@@ -303,30 +303,37 @@ class AsyncClient:
         """Run one Authenticate session over ``frames`` (1:1 when ``subject`` is given).
 
         Frames are numbered from 1 and sent until the server decides; frames the source yields
-        after that are not sent.
+        after that are not sent. The stream is read to its end, so the server closes it with OK
+        rather than seeing a cancellation.
         """
+        decided = False
 
         async def requests() -> AsyncIterator[bioauth_pb2.AuthenticateRequest]:
             yield session_open_request(transaction, subject=subject, max_frames=max_frames)
             sequence = 0
             async for image in _aiter(frames):
+                if decided:
+                    return
                 sequence += 1
                 yield frame_request(sequence, image)
 
-        outcome = AuthenticateOutcome()
+        frame_results: list[bioauth_pb2.FrameResult] = []
+        result: types_pb2.AuthorizationResult | None = None
         responses = self.authenticate(requests(), timeout=timeout)
         try:
             async for response in responses:
+                if result is not None:
+                    raise BioauthClientError("Authenticate stream went on after its result")
                 if response.HasField("frame_result"):
-                    outcome.frame_results.append(response.frame_result)
+                    frame_results.append(response.frame_result)
                 elif response.HasField("result"):
-                    outcome = AuthenticateOutcome(outcome.frame_results, response.result)
-                    break
+                    result = response.result
+                    decided = True
         finally:
             await responses.aclose()
-        if outcome.result is None:
+        if result is None:
             raise BioauthClientError("Authenticate stream ended without a result")
-        return outcome
+        return AuthenticateOutcome(frame_results, result)
 
     # --- plumbing --------------------------------------------------------------------------------
 
