@@ -110,9 +110,7 @@ async def build_app(
     try:
         services = await _open_services(settings, closers)
     except BaseException:
-        for close in reversed(closers):
-            with contextlib.suppress(Exception):
-                await close()
+        await _close_all(closers)
         raise
     directory = TenantDirectory(settings.tenants)
     server = aio.server(
@@ -144,8 +142,18 @@ async def build_app(
         )
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     if port == 0:
+        await _close_all(closers)
         raise OSError(f"could not bind {settings.server.host}:{settings.server.port}")
     return App(settings, server, health_servicer, port, closers)
+
+
+async def _close_all(closers: Sequence[Closer]) -> None:
+    """Close what a failed start-up already opened, newest first; failures are only logged."""
+    for close in reversed(closers):
+        try:
+            await close()
+        except Exception:
+            _LOGGER.exception("close_failed", closer=getattr(close, "__qualname__", repr(close)))
 
 
 async def _open_services(settings: Settings, closers: list[Closer]) -> Services:
