@@ -23,6 +23,7 @@ __all__ = [
     "DeletionOutcome",
     "EnrolOutcomeView",
     "EnrolRequest",
+    "EnrolSampleView",
     "FaceInput",
     "Operation",
     "SampleOutcome",

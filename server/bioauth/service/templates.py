@@ -96,7 +96,3 @@ async def load_gallery(
         _LOGGER.info("gallery_loaded", tenant=tenant_id, subjects=len(per_subject))
     return total
 
-
-def log_subject(event: str, subject_id: str, **fields: object) -> None:
-    """Log an event about a subject under its pseudonym only."""
-    _LOGGER.info(event, subject=pseudonym(subject_id), **fields)
