@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from bioauth.config import BatcherSettings
 from bioauth.errors import (
@@ -291,8 +291,6 @@ async def test_worker_crash_fails_waiting_callers_instead_of_leaving_them_hangin
 
 
 async def test_default_metrics_land_on_the_process_registry_under_the_device_label() -> None:
-    from prometheus_client import REGISTRY
-
     engine = FakeEngine(SHAPE)
     before = REGISTRY.get_sample_value(
         "bioauth_inference_batch_size_count", {"device": "default-test"}
