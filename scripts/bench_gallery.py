@@ -14,6 +14,9 @@ Numbers only, no assertions: the machine is shared, so run it when it is quiet.
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import ctypes
 import json
 import os
 import platform
@@ -25,9 +28,10 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from bioauth.matching.gallery import Gallery
-from bioauth.matching.gallery_index import make_backend
+from bioauth.matching.gallery_index import BackendName, make_backend
 
 _CENTRE_SCALE = 0.056  # per-dimension std: centre-to-centre distance ~0.9 at 128 dimensions
 _NOISE_SCALE = 0.025  # per-dimension std: sample-to-sample distance ~0.4
@@ -42,9 +46,25 @@ def _rss_bytes() -> int:
     raise RuntimeError("VmRSS not found in /proc/self/status")
 
 
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def _subject_id(index: int) -> str:
-    # Same shape as the server's pseudonymous ids (canonical UUID text, 36 bytes).
-    return f"{index:08x}-0000-4000-8000-{index * 2654435761 % 2**48:012x}"
+    # Same shape as the store's pseudonymous ids (token_urlsafe(16): 22 characters).
+    return base64.urlsafe_b64encode((index * 2654435761).to_bytes(16, "big")).rstrip(b"=").decode()
+
+
+def _trimmed_rss_bytes() -> int:
+    """RSS after glibc hands freed heap pages back, so it shows live memory, not the allocator's
+    cache of the data generator's temporaries."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return _rss_bytes()
 
 
 def _subjects(templates: int) -> int:
@@ -101,17 +121,24 @@ def _probes(
     return probes, truth
 
 
-def _build(args: argparse.Namespace) -> tuple[Gallery, dict[str, Any]]:
-    before = _rss_bytes()
-    started = time.perf_counter()
-    gallery = Gallery(dim=args.dim, metric="euclidean")
+def _fill(args: argparse.Namespace) -> Gallery:
+    gallery = Gallery(dim=args.dim, metric="euclidean", backend=make_backend("numpy", 1))
     for first, centres, per in _chunks(args.templates, args.dim, args.seed):
         rows = _templates_of(first, centres, per, args.seed)
         ends = np.cumsum(per)
         for offset, (end, count) in enumerate(zip(ends.tolist(), per.tolist(), strict=True)):
             if count:
                 gallery.upsert(_subject_id(first + offset), rows[end - count : end])
+    return gallery
+
+
+def _build(args: argparse.Namespace) -> tuple[Gallery, dict[str, Any]]:
+    before = _trimmed_rss_bytes()
+    started = time.perf_counter()
+    gallery = _fill(args)  # the generator's temporaries are gone when it returns
     seconds = time.perf_counter() - started
+    grown = _rss_bytes() - before
+    grown_trimmed = _trimmed_rss_bytes() - before
     memory = gallery.memory()
     return gallery, {
         "subjects": memory.subjects,
@@ -125,8 +152,9 @@ def _build(args: argparse.Namespace) -> tuple[Gallery, dict[str, Any]]:
             "total": memory.total_bytes,
         },
         "counted_over_raw": round(memory.ratio, 4),
-        "rss_delta_bytes": _rss_bytes() - before,
-        "rss_delta_over_raw": round((_rss_bytes() - before) / memory.raw_template_bytes, 4),
+        "rss_delta_bytes": grown,
+        "rss_delta_after_malloc_trim_bytes": grown_trimmed,
+        "rss_delta_after_malloc_trim_over_raw": round(grown_trimmed / memory.raw_template_bytes, 4),
     }
 
 
@@ -159,15 +187,19 @@ def _bench_backends(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     default = gallery.backend
-    for name in args.backends:
-        gallery.backend = make_backend(name)  # same arrays, other kernel: no second copy
+    for spec in args.backends:
+        name, _, threads = spec.partition(":")
+        backend: BackendName = "faiss" if name == "faiss" else "numpy"
+        # Same arrays, another kernel: no second copy of the gallery.
+        gallery.backend = make_backend(backend, int(threads) if threads else None)
         scale = 1 if name == "numpy" else args.faiss_scale
-        out[name] = {
+        out[f"{name}_threads_{gallery.backend.threads}"] = {
             "single": _latency(gallery.search, probes, 1, max(5, args.single // scale)),
             f"batch_{args.batch}": _latency(
                 gallery.search, probes, args.batch, max(2, args.batches // scale)
             ),
         }
+        gallery.backend.close()
     gallery.backend = default
     return out
 
@@ -204,6 +236,9 @@ def _bench_faiss(
 ) -> dict[str, Any]:
     import faiss
 
+    # The gallery's backends pinned BLAS/OpenMP to one thread; faiss's own indexes are timed
+    # the way they are normally used, with OpenMP over every core.
+    threadpool_limits(limits=os.cpu_count())
     out: dict[str, Any] = {"omp_threads": faiss.omp_get_max_threads()}
     k = 4
     for label, flat in (
@@ -259,7 +294,12 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=200, help="single-probe searches")
     parser.add_argument("--batches", type=int, default=10, help="batched searches")
     parser.add_argument("--batch", type=int, default=64, help="probes per batch")
-    parser.add_argument("--backends", nargs="+", default=["numpy", "faiss"])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["numpy:2", "numpy:1", "faiss:2"],
+        help="backend[:scan threads] to time over the same gallery",
+    )
     parser.add_argument(
         "--faiss-scale",
         type=int,
@@ -279,10 +319,11 @@ def main() -> None:
     gallery, memory = _build(args)
     report: dict[str, Any] = {
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": _cpu_model(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "numpy": np.__version__,
+            "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         },
         "gallery": {
             "dim": args.dim,
@@ -308,6 +349,7 @@ def main() -> None:
         del gallery
         plain, owners = _plain_copy(args)
         report["faiss"] = _bench_faiss(plain, owners, probes, genuine, exact_best, args)
+    report["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     text = json.dumps(report, indent=2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n", encoding="utf-8")

@@ -182,6 +182,7 @@ class SearchBackend(Protocol):
     """Exact top-k rows by inner product over consecutive blocks of augmented rows."""
 
     name: str
+    threads: int
 
     def top_k(
         self, blocks: Sequence[NDArray[np.float32]], queries: NDArray[np.float32], k: int
