@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
-from bioauth.errors import InvalidInput
+from bioauth.errors import InternalError, InvalidInput
 from bioauth.matching.gallery_ids import SubjectSlots
 from bioauth.matching.gallery_index import (
     DEFAULT_BACKEND,
@@ -193,7 +193,18 @@ class Gallery:
                 f"expected 1 to {MAX_ENROLMENT_IMAGES} templates, got {matrix.shape[0]}",
                 field="templates",
             )
-        rows = self._augment_rows(self.reducer.rows(matrix))
+        reduced = self.reducer.rows(matrix)
+        if not (
+            reduced.ndim == 2
+            and 1 <= reduced.shape[0] <= self.reducer.max_rows
+            and reduced.shape[1] == self.dim
+        ):
+            raise InternalError(f"reducer {self.reducer.name} returned rows of {reduced.shape}")
+        if not np.all(np.isfinite(reduced)) or (
+            self.metric == "cosine" and np.any(np.linalg.norm(reduced, axis=1) == 0)
+        ):
+            raise InvalidInput("templates fuse to an unusable vector", field="templates")
+        rows = self._augment_rows(reduced)
         try:
             with self._lock.writing():
                 slot = self._subjects.find(subject_id)

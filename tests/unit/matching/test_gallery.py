@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from bioauth.errors import InvalidInput
+from bioauth.errors import InternalError, InvalidInput
 from bioauth.matching.fusion import FusionRule, fused_distance
 from bioauth.matching.gallery import Gallery, GalleryResult, TenantGalleries
 from bioauth.matching.gallery_index import SearchBackend, make_backend
@@ -350,4 +350,24 @@ def test_searches_during_enrolment_and_opt_out_see_consistent_galleries() -> Non
     assert errors == []
     assert len(gallery) == 200
     _assert_exact(gallery.search(probes), _brute_force(stable, probes, "euclidean"))
+    gallery.close()
+
+
+class _TooManyRows:
+    """A broken plug-in reducer: more rows than it declares."""
+
+    name = "broken"
+    max_rows = 1
+
+    def rows(self, templates: NDArray[np.float32]) -> NDArray[np.float32]:
+        return np.concatenate([templates, templates])
+
+
+def test_a_reducer_breaking_its_contract_changes_nothing() -> None:
+    """A reducer that returns more rows than ``max_rows`` is our bug, caught before any change."""
+    gallery = Gallery(dim=2, reducer=_TooManyRows())
+    with pytest.raises(InternalError):
+        gallery.upsert("a", [[1.0, 0.0]])
+    assert len(gallery) == 0
+    assert gallery.template_count == 0
     gallery.close()
