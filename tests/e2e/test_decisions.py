@@ -7,7 +7,7 @@ that point for both operations: ``verify_operating_point = "fmr_1e-3"`` for 1:1,
 picks ``fmr_1e-3`` for the galleries used here (2 to 10 subjects: a looser ``fmr_1e-2`` point
 would allow only one subject). Every approval's operating point is asserted to be ``fmr_1e-3``.
 
-Tenants (own API keys, set in this module's config): ``bank-a`` enrols one chip of six
+Every test runs once per store backend (SQLite, then PostgreSQL). Tenants (own API keys, set in this module's config): ``bank-a`` enrols one chip of six
 identities with 1:N consent, plus one with 1:1 consent only; ``bank-b`` enrols nobody and must
 see none of it; ``bank-c`` holds the look-alike (one face under two accounts) and the opt-out.
 """
@@ -15,6 +15,7 @@ see none of it; ``bank-c`` holds the look-alike (one face under two accounts) an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -40,6 +41,7 @@ from bioauth.client.tokens import TokenVerifier
 from bioauth.config import hash_api_key
 from bioauth.v1 import bioauth_pb2, types_pb2
 from tests.support.environment import REPO_ROOT, faces_dir, missing
+from tests.support.postgres import fresh_database
 from tests.support.server import ServerProcess, write_test_config
 
 pytestmark = pytest.mark.e2e
@@ -90,15 +92,24 @@ def _calibration() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The server on each store backend: the embedded SQLite file, then a fresh PostgreSQL
+    database (through ``BIOAUTH_STORE__URL``, which wins over the config file)."""
     _calibration()
-    directory = tmp_path_factory.mktemp("decisions")
+    directory = tmp_path_factory.mktemp(f"decisions-{request.param}")
     extra = f'{_TENANTS_TOML}\n[tokens]\nissuer = "{ISSUER}"\n'
-    proc = ServerProcess(directory, config=write_test_config(directory, extra_toml=extra))
-    proc.start(timeout_s=120)
-    yield proc
-    proc.stop()
+    config = write_test_config(directory, extra_toml=extra)
+    with contextlib.ExitStack() as stack:
+        env = {}
+        if request.param == "postgresql":
+            env["BIOAUTH_STORE__URL"] = stack.enter_context(fresh_database("bioauth_e2e"))
+        proc = ServerProcess(directory, config=config, env=env)
+        proc.start(timeout_s=120)
+        stack.callback(proc.stop)
+        yield proc
 
 
 async def _client(server: ServerProcess, tenant: str) -> AsyncClient:
