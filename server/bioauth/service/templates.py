@@ -95,4 +95,3 @@ async def load_gallery(
             total += len(templates)
         _LOGGER.info("gallery_loaded", tenant=tenant_id, subjects=len(per_subject))
     return total
-
