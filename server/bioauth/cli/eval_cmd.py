@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="only about N chips (whole people, every fold)",
     )
     lfw.add_argument(
+        "--folds",
+        type=_folds,
+        default=None,
+        metavar="LIST",
+        help="only these official folds, e.g. 2,3,4,5 (default: all present)",
+    )
+    lfw.add_argument(
         "--bootstrap",
         type=int,
         default=1000,
@@ -83,6 +90,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lfw.set_defaults(handler=_lfw)
 
 
+def _folds(text: str) -> tuple[int, ...]:
+    try:
+        folds = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"folds must be numbers like 2,3,4,5, got {text!r}"
+        ) from exc
+    if not folds or any(not 1 <= f <= 10 for f in folds):
+        raise argparse.ArgumentTypeError(f"folds must be in 1..10, got {text!r}")
+    return folds
+
+
 def _lfw(args: argparse.Namespace) -> int:
     # Imported here so that other `bioauth` commands do not load numpy-heavy evaluation code.
     from bioauth.matching.evaluation.dataset import default_lfw_dir, load_lfw
@@ -90,7 +109,8 @@ def _lfw(args: argparse.Namespace) -> int:
     from bioauth.matching.evaluation.report import evaluate, write_report
     from bioauth.matching.evaluation.summary import summary_lines
 
-    if args.write_calibration and (args.smoke is not None or args.descriptors != "model"):
+    partial = args.smoke is not None or args.folds is not None
+    if args.write_calibration and (partial or args.descriptors != "model"):
         print(
             "bioauth eval lfw: --write-calibration needs a full run with --descriptors model",
             file=sys.stderr,
@@ -103,7 +123,7 @@ def _lfw(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
         manifest_path: Path = args.manifest or settings.inference.manifest
-        lfw = load_lfw(args.lfw_dir or default_lfw_dir(), smoke=args.smoke)
+        lfw = load_lfw(args.lfw_dir or default_lfw_dir(), smoke=args.smoke, folds=args.folds)
         reference = reference_embeddings(lfw)
         run = (
             reference

@@ -135,15 +135,22 @@ def _read_pairs(root: Path, index: dict[tuple[str, int], int]) -> list[LfwPair]:
     return pairs
 
 
-def load_lfw(root: Path, *, smoke: int | None = None) -> LfwSet:
-    """Read the set; ``smoke`` keeps whole identities up to about that many chips."""
+def load_lfw(
+    root: Path, *, smoke: int | None = None, folds: tuple[int, ...] | None = None
+) -> LfwSet:
+    """Read the set; ``smoke`` keeps whole identities up to about that many chips, ``folds``
+    only the people of those folds (for example to leave out chips a model was tuned on)."""
     faces = _read_index(root)
+    if folds is not None:
+        faces = [f for f in faces if int(str(f["fold"])) in folds]
+        if not faces:
+            raise FailedPrecondition(f"no chips in folds {list(folds)}")
     keep = None if smoke is None else _smoke_subjects(faces, smoke)
     chips: list[str] = []
     subjects: list[int] = []
     names: list[str] = []
     number_of: dict[str, int] = {}
-    folds: list[int] = []
+    subject_folds: list[int] = []
     descriptors: list[list[float]] = []
     index: dict[tuple[str, int], int] = {}
     ordered = sorted(faces, key=lambda f: (str(f["identity"]), str(f["chip"])))
@@ -154,7 +161,7 @@ def load_lfw(root: Path, *, smoke: int | None = None) -> LfwSet:
         if name not in number_of:
             number_of[name] = len(names)
             names.append(name)
-            folds.append(int(str(face["fold"])))
+            subject_folds.append(int(str(face["fold"])))
         chip = str(face["chip"])
         image_number = int(Path(chip).stem.rsplit("_", 1)[1])
         index[(name, image_number)] = len(chips)
@@ -164,7 +171,8 @@ def load_lfw(root: Path, *, smoke: int | None = None) -> LfwSet:
         assert isinstance(descriptor, list)
         descriptors.append([float(v) for v in descriptor])
     pairs = _read_pairs(root, index)
-    what = "LFW deep-funneled chips, View 2 folds 1-5"
+    fold_names = "1-5" if folds is None else ",".join(str(f) for f in sorted(folds))
+    what = f"LFW deep-funneled chips, View 2 folds {fold_names}"
     description = (
         f"{what} ({len(chips)} chips, {len(names)} people)"
         if smoke is None
@@ -175,7 +183,7 @@ def load_lfw(root: Path, *, smoke: int | None = None) -> LfwSet:
         chips=tuple(chips),
         subject=np.asarray(subjects, dtype=np.int32),
         names=tuple(names),
-        subject_fold=np.asarray(folds, dtype=np.int32),
+        subject_fold=np.asarray(subject_folds, dtype=np.int32),
         reference=np.asarray(descriptors, dtype=np.float64),
         pairs=tuple(pairs),
         description=description,

@@ -296,7 +296,7 @@ def evaluate(
     det_path = plot_det(
         [c for c in curves if _plottable(c)],
         out_dir / "det.png",
-        f"LFW folds 1-5, {run.model_id}",
+        f"{lfw.description.split(' (')[0]}\n{run.model_id}",
     )
     clock.stage("det_plot")
 
