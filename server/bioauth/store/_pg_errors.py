@@ -30,7 +30,9 @@ def _translate(exc: BaseException) -> BioauthError | None:
             f"PostgreSQL refused a store query ({sqlstate}): {exc.__class__.__name__}"
         )
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
-        return InternalError("asyncpg internal error in the store")
+        # Seen when the server killed a pooled connection mid-protocol ("cannot switch to
+        # state ..."): the connection is unusable, a retry gets another one.
+        return StoreUnavailable(f"PostgreSQL connection in an unknown state: {exc}")
     if isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError):
         return StoreUnavailable(f"PostgreSQL store unavailable: {exc.__class__.__name__}: {exc}")
     return None
