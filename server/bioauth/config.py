@@ -34,9 +34,11 @@ __all__ = [
     "MatchingSettings",
     "Pkcs11Settings",
     "QualitySettings",
+    "GallerySyncSettings",
     "ServerSettings",
     "Settings",
     "StoreSettings",
+    "StreamSettings",
     "TenantSettings",
     "TokenSettings",
     "VaultSettings",
@@ -175,6 +177,40 @@ class StoreSettings(_Section):
     command_timeout_s: float = Field(default=5.0, gt=0)
 
 
+class GallerySyncSettings(_Section):
+    """How a replica's 1:N gallery follows the other replicas' enrolments and opt-outs
+    (PostgreSQL only: LISTEN/NOTIFY, with catch-up from the audit chain after a lost connection)."""
+
+    enabled: bool = True
+    """Follow the shared store's changes; off, a replica sees others' changes only on restart."""
+    listen_url: str | None = None
+    """DSN of the LISTEN connection when ``store.url`` goes through a pooler that cannot LISTEN
+    (transaction pooling); default: ``store.url``."""
+    catch_up_interval_s: float = Field(default=30.0, ge=0)
+    """Periodic catch-up even without a notification, against a lost one; 0 switches it off."""
+    probe_interval_s: float = Field(default=5.0, gt=0)
+    """How often the LISTEN connection is checked, so a silently dropped one is noticed."""
+    reconnect_min_s: float = Field(default=0.2, gt=0)
+    """First wait before reconnecting after the connection is lost; doubles up to the max."""
+    reconnect_max_s: float = Field(default=5.0, gt=0)
+    """Longest wait between reconnection attempts."""
+
+
+class StreamSettings(_Section):
+    """Budgets of one Authenticate session (frames and seconds)."""
+
+    default_max_frames: int = Field(default=10, ge=1, le=10)
+    """Frames a session may send when its SessionOpen leaves ``max_frames`` at 0
+    (at most the API's MAX_FRAMES_PER_SESSION)."""
+    budget_s: float = Field(default=10.0, gt=0)
+    """Seconds from SessionOpen until the session is answered with what it has."""
+    open_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a new stream may take to send its SessionOpen."""
+    decision_reserve_s: float = Field(default=0.5, ge=0)
+    """Time kept before the call's deadline for the final decision (audit row, token), so a
+    session runs out of budget with an answer rather than with DEADLINE_EXCEEDED."""
+
+
 class Pkcs11Settings(_Section):
     library: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
     token_label: str = "bioauth"  # noqa: S105 - a label, not a secret
@@ -238,6 +274,8 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     matching: MatchingSettings = MatchingSettings()
     store: StoreSettings = StoreSettings()
+    gallery_sync: GallerySyncSettings = GallerySyncSettings()
+    stream: StreamSettings = StreamSettings()
     keys: KeySettings = KeySettings()
     tokens: TokenSettings = TokenSettings()
     logging: LoggingSettings = LoggingSettings()

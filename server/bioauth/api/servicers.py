@@ -13,8 +13,8 @@ from typing import Any, TypeAlias
 
 from grpc import aio
 
-from bioauth.api import convert
-from bioauth.errors import InvalidInput, NotImplementedYet
+from bioauth.api import authenticate, convert
+from bioauth.errors import InvalidInput
 from bioauth.security.context import current_request
 from bioauth.service.container import Services
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
@@ -68,8 +68,12 @@ class BioAuthServicer(bioauth_pb2_grpc.BioAuthServicer):
     async def Authenticate(
         self, request_iterator: AsyncIterator[bioauth_pb2.AuthenticateRequest], context: _Ctx
     ) -> AsyncIterator[bioauth_pb2.AuthenticateResponse]:
-        raise NotImplementedYet("Authenticate is not implemented yet in this server build")
-        yield  # pragma: no cover - makes this an async generator like the real one
+        ctx = current_request()
+        replies = self._services.authenticate.authenticate(
+            ctx.tenant, authenticate.session_messages(request_iterator), deadline=ctx.deadline
+        )
+        async for reply in replies:
+            yield authenticate.session_response(reply)
 
     async def DeleteSubject(
         self, request: bioauth_pb2.DeleteSubjectRequest, context: _Ctx

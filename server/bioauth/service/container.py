@@ -18,6 +18,7 @@ from bioauth.service.enrol import EnrolService
 from bioauth.service.identify import IdentifyService
 from bioauth.service.opt_out import OptOutService
 from bioauth.service.probes import FaceEmbedder
+from bioauth.service.stream import AuthenticateService
 from bioauth.service.subjects import SubjectService
 from bioauth.service.verify import VerifyService
 from bioauth.store.protocol import TemplateStore
@@ -34,6 +35,8 @@ class Services:
     tokens: TokenIssuer
     """Publishes the JWKS; approvals are signed through ``DecisionRecorder``."""
     galleries: TenantGalleries
+    authenticate: AuthenticateService
+    """The Authenticate stream's sessions (``bioauth.service.stream``)."""
 
 
 def build_services(
@@ -69,4 +72,14 @@ def build_services(
         subjects=SubjectService(store=store, opt_out=opt_out, galleries=galleries),
         tokens=tokens,
         galleries=galleries,
+        authenticate=AuthenticateService(
+            store=store,
+            keys=keys,
+            embedder=embedder,
+            galleries=galleries,
+            calibration=calibration,
+            recorder=recorder,
+            settings=settings.stream,
+            margin_override=settings.matching.identify_margin,
+        ),
     )

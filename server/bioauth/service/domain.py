@@ -73,6 +73,8 @@ class DecisionReason(enum.StrEnum):
     NO_OPERATING_POINT = "no_operating_point"
     EMPTY_GALLERY = "empty_gallery"
     QUALITY_TOO_LOW = "quality_too_low"
+    SESSION_BUDGET_SPENT = "session_budget_spent"
+    """Authenticate: the session's frames or seconds ran out with no usable frame."""
 
 
 class ScoreBand(enum.StrEnum):
