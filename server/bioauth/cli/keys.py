@@ -61,7 +61,8 @@ async def _run(args: argparse.Namespace) -> int:
     print(
         f"rewrap ({provider.name}, {store.backend}): {report.seen} templates, "
         f"{report.rewrapped} re-wrapped, {report.unchanged} already current, "
-        f"{report.conflicts} changed meanwhile, {report.failed} failed, "
+        f"{report.conflicts} changed meanwhile, {report.opted_out} opted out meanwhile, "
+        f"{report.failed} failed, "
         f"{report.retired_keys} keys retired; {report.templates_per_s:.0f} templates/s"
     )
     return 1 if report.failed else 0

@@ -24,7 +24,7 @@ import structlog
 from bioauth.crypto.envelope import SealedTemplate, wrap_aad
 from bioauth.crypto.provider import KeyProvider, WrappedKey
 from bioauth.errors import BioauthError, DecryptionFailed, NotFound
-from bioauth.store.protocol import TemplateStore, WrappedKeyUpdate
+from bioauth.store.protocol import SubjectStatus, TemplateStore, WrappedKeyUpdate
 
 __all__ = ["RewrapReport", "rewrap_templates", "rotate_subject_keys"]
 
@@ -41,7 +41,10 @@ class RewrapReport:
     conflicts: int = 0
     """Rows changed by someone else between read and write (left as they were)."""
     failed: int = 0
-    """Wrapped keys the provider would not open (subject key destroyed meanwhile, tampered row)."""
+    """Wrapped keys the provider would not open although their subject is still enrolled
+    (tampered row, wrong key): worth an operator's look."""
+    opted_out: int = 0
+    """Templates whose subject opted out while the pass ran (key already destroyed): expected."""
     retired_keys: int = 0
     elapsed_s: float = 0.0
     versions: dict[str, int] = field(default_factory=dict, repr=False)
@@ -96,7 +99,8 @@ async def rotate_subject_keys(
 class _Pass:
     """State of one rewrap pass over the store."""
 
-    def __init__(self, provider: KeyProvider, report: RewrapReport) -> None:
+    def __init__(self, store: TemplateStore, provider: KeyProvider, report: RewrapReport) -> None:
+        self.store = store
         self.provider = provider
         self.report = report
         self.lowest: dict[str, int] = {}  # key id -> lowest version left on its templates
@@ -122,8 +126,14 @@ class _Pass:
             try:
                 new = await self.provider.rewrap(old, aad)
             except DecryptionFailed:
-                self.report.failed += 1
                 self.spoiled.add(old.key_id)
+                subject = await self.store.get_subject_by_id(
+                    template.tenant_id, template.subject_id
+                )
+                if subject is None or subject.status is not SubjectStatus.ENROLLED:
+                    self.report.opted_out += 1
+                else:
+                    self.report.failed += 1
                 return
             if new == old:
                 self.report.unchanged += 1
@@ -155,7 +165,7 @@ async def rewrap_templates(
     """Re-wrap every enrolled template's data key to its subject key's newest version."""
     report = RewrapReport()
     started = clock()
-    state = _Pass(provider, report)
+    state = _Pass(store, provider, report)
     async for page in store.iter_wrapped_keys_for_rewrap(batch_size=batch_size):
         updates = await state.page(page, concurrency)
         state.written(updates, await store.update_wrapped_keys(updates))
@@ -176,6 +186,7 @@ async def rewrap_templates(
         rewrapped=report.rewrapped,
         conflicts=report.conflicts,
         failed=report.failed,
+        opted_out=report.opted_out,
         retired_keys=report.retired_keys,
         templates_per_s=round(report.templates_per_s, 1),
     )

@@ -8,6 +8,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ import pytest
 from bioauth.cli.main import main
 from bioauth.crypto.envelope import SealedTemplate, open_template, wrap_aad
 from bioauth.crypto.local_provider import LocalKeyProvider
+from bioauth.crypto.provider import KeyProvider, WrappedKey
 from bioauth.errors import DecryptionFailed
+from bioauth.service.opt_out import OptOutService
 from bioauth.service.rewrap import rewrap_templates, rotate_subject_keys
 from bioauth.store.protocol import TemplateStore, new_subject_id
 from tests.integration.store.conftest import Backend, Face
@@ -221,3 +224,42 @@ async def test_rewrap_of_10000_templates_while_readers_decrypt(
 ) -> None:
     """The issue's check: 10,000 templates of 1,000 subjects, concurrent readers, no failed read."""
     await _rewrap_beside_readers(backend, full_population)
+
+
+class OptOutDuringRewrap:
+    """The real provider, with the first subject opting out just before its rewrap call."""
+
+    def __init__(self, inner: LocalKeyProvider, store: TemplateStore, victim_key: str) -> None:
+        self.inner = inner
+        self.store = store
+        self.victim_key = victim_key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def rewrap(self, wrapped: WrappedKey, aad: bytes) -> WrappedKey:
+        if wrapped.key_id == self.victim_key and await self.inner.subject_key_exists(
+            self.victim_key
+        ):
+            await OptOutService(self.store, self.inner).request(
+                "bank-a", subject_id=self.victim_key.split(".", 1)[1]
+            )
+        return await self.inner.rewrap(wrapped, aad)
+
+
+async def test_rewrap_counts_opt_outs_that_race_it_apart_from_failures(
+    store: TemplateStore, local_provider: LocalKeyProvider, faces: list[Face]
+) -> None:
+    """A subject shredded mid-pass is 'opted out', not 'failed'; a wrong key on an enrolled
+    subject is a failure; neither stops the others from moving."""
+    victim, _ = await enroll_new(store, local_provider, "bank-a", "v", [faces[0].descriptor])
+    broken, _ = await enroll_new(store, local_provider, "bank-a", "b", [faces[1].descriptor])
+    fine, _ = await enroll_new(store, local_provider, "bank-a", "f", [faces[2].descriptor])
+    await rotate_subject_keys(store, local_provider)
+    await local_provider.destroy_subject_key(broken.subject.key_id)  # enrolled, key gone: a fault
+    provider = OptOutDuringRewrap(local_provider, store, victim.subject.key_id)
+    report = await rewrap_templates(store, cast(KeyProvider, provider), retire_old_versions=True)
+    assert (report.seen, report.rewrapped, report.opted_out, report.failed) == (3, 1, 1, 1)
+    assert report.retired_keys == 1  # only the key whose templates all moved
+    [moved] = await store.list_templates("bank-a", fine.subject.subject_id)
+    assert moved.key_version == 2
