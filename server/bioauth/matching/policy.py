@@ -129,25 +129,21 @@ def score_band(distance: float, used: OperatingPoint, calibrated: ModeCalibratio
     return ScoreBand.VERY_LOW
 
 
-def _has_point_with_more_frames(
-    calibration: Calibration, mode: ComparisonMode, wanted: str | None, max_target: float
-) -> bool:
-    """Whether adding probe frames reaches a mode holding the point (by name, or by target)."""
+def _richer_modes(calibration: Calibration, mode: ComparisonMode) -> list[ModeCalibration]:
+    """Calibrated modes reached from ``mode`` by adding probe frames (same enrolment images)."""
+    found: list[ModeCalibration] = []
     for frames in range(mode.probe_images + 1, MAX_IMAGES_PER_SIDE + 1):
         richer = calibration.mode(ComparisonMode(mode.enrolment_images, frames))
-        if richer is None:
-            continue
-        if wanted is not None and richer.point(wanted) is not None:
-            return True
-        if wanted is None and any(p.target_fmr <= max_target for p in richer.points):
-            return True
-    return False
+        if richer is not None:
+            found.append(richer)
+    return found
 
 
 def _refuse_verify(
     calibration: Calibration, mode: ComparisonMode, point: str, more_frames_possible: bool
 ) -> VerifyOutcome:
-    if more_frames_possible and _has_point_with_more_frames(calibration, mode, point, 0.0):
+    richer = _richer_modes(calibration, mode) if more_frames_possible else []
+    if any(m.point(point) is not None for m in richer):
         return VerifyOutcome(Decision.RETRY, DecisionReason.MORE_FRAMES_NEEDED, None, None, mode)
     return VerifyOutcome(Decision.DECLINE, DecisionReason.NO_OPERATING_POINT, None, None, mode)
 
@@ -280,8 +276,8 @@ def decide_identify(
     used = identify_point(calibration, mode, gallery_size, fpir_target)
     calibrated = calibration.mode(mode)
     if used is None or calibrated is None:
-        needed = fpir_target / gallery_size
-        if more_frames_possible and _has_point_with_more_frames(calibration, mode, None, needed):
+        richer = _richer_modes(calibration, mode) if more_frames_possible else []
+        if any(gallery_size <= max_gallery_size(p, fpir_target) for m in richer for p in m.points):
             return IdentifyOutcome(
                 Decision.RETRY, DecisionReason.MORE_FRAMES_NEEDED, None, None, mode
             )
