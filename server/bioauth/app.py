@@ -1,7 +1,8 @@
 """The composition root: builds every component from settings, and owns their lifecycle.
 
 Start-up order: logging, store, key provider, model (ONNX session) and its batcher, calibrated
-operating points, the 1:N galleries (filled from the store), token issuer, opt-out retrier, the use
+operating points, the 1:N galleries (filled from the store; with PostgreSQL, then following the
+other replicas' changes), token issuer, opt-out retrier, the use
 cases, then the gRPC server with interceptors, health SERVING. A failure half way closes what was
 already opened. Shutdown order (SIGTERM/SIGINT): health NOT_SERVING
 so load balancers drain, a short drain delay, ``server.stop(grace)`` (no new calls; in-flight
@@ -37,6 +38,7 @@ from bioauth.observability.logging import configure_logging, get_logger
 from bioauth.security.authentication import AuthenticationInterceptor, TenantDirectory
 from bioauth.security.deadline import DeadlineInterceptor
 from bioauth.service.container import Services, build_services
+from bioauth.service.gallery_sync import open_gallery_sync
 from bioauth.service.opt_out import OptOutRetrier, OptOutService
 from bioauth.service.probes import FaceEmbedder
 from bioauth.service.templates import load_gallery
@@ -175,7 +177,15 @@ async def _open_services(settings: Settings, closers: list[Closer]) -> Services:
     galleries = TenantGalleries(
         dim=manifest.embedding_size, metric=manifest.metric, reducer=reducer
     )
+    # Watermarks are read before the load, so the follower misses nothing committed during it.
+    sync = await open_gallery_sync(
+        settings, store=store, keys=keys, galleries=galleries, model_id=manifest.model_id
+    )
+    if sync is not None:
+        closers.append(sync.close)
     await load_gallery(store, keys, galleries, [t.id for t in settings.tenants], manifest.model_id)
+    if sync is not None:
+        await sync.start()
     opt_out = OptOutService(store, keys)
     retrier = OptOutRetrier(opt_out, store)
     await retrier.start()

@@ -21,6 +21,7 @@ from bioauth.store._pg_errors import translated
 from bioauth.store._pg_migrate import apply_migrations, current_version
 from bioauth.store.audit import GENESIS_HASH, ChainVerifier, chain_hash, encode_details
 from bioauth.store.migrations import load_migrations
+from bioauth.store.notify import notify_gallery_change
 from bioauth.store.protocol import (
     AuditEntry,
     AuditRecord,
@@ -94,6 +95,7 @@ async def _append_audit(conn: Conn, entry: AuditEntry) -> AuditRecord:
         seq,
         row_hash,
     )
+    await notify_gallery_change(conn, entry, seq)  # delivered to every replica on commit
     return AuditRecord(entry=entry, seq=seq, prev_hash=prev, row_hash=row_hash)
 
 
