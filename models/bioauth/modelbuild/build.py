@@ -3,8 +3,9 @@
 The committed manifest is the authority: a build writes only into the cache, and a file is
 handed out only when its SHA-256 equals the manifest's. A model shipped as ONNX (no ``source``)
 is looked up beside its manifest and in the cache; a converted one is rebuilt from the
-installed weights when the cache lacks it, and a copy of its manifest is kept beside it so a
-cache folder describes itself. Committed files are never written.
+installed weights when the cache lacks it, a quantized one from its base model and committed
+activation ranges (``quantize``), and a copy of its manifest is kept beside it so a cache folder
+describes itself. Committed files are never written.
 """
 
 from __future__ import annotations
@@ -15,9 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bioauth.errors import FailedPrecondition
-from bioauth.inference.manifest import ModelManifest, SourceSpec, load_manifest
+from bioauth.inference.manifest import (
+    ModelManifest,
+    QuantizedSourceSpec,
+    SourceSpec,
+    load_manifest,
+)
 from bioauth.modelbuild import dlib_converter
-from bioauth.modelbuild.sources import SourceMissing, package_file, sha256_bytes, sha256_file
+from bioauth.modelbuild.sources import (
+    SourceMissing,
+    package_file,
+    package_version,
+    sha256_bytes,
+    sha256_file,
+)
 
 __all__ = ["CACHED_MANIFEST", "ModelBuildError", "build_onnx", "cached_onnx_path", "ensure_built"]
 
@@ -97,16 +109,41 @@ def ensure_built(manifest_path: Path, cache_dir: Path) -> Path:
             f"model {manifest.model_id}: no file {manifest.onnx.file} with SHA-256 {expected} "
             f"beside {manifest_path} or in {cached.parent}"
         )
-    data = build_onnx(manifest.source)
+    data = _build(manifest_path, manifest.source, cache_dir)
     found = sha256_bytes(data)
     if found != expected:
         raise ModelBuildError(
             f"model {manifest.model_id}: the build hashes to {found}, the manifest {manifest_path} "
-            f"expects {expected}; refusing to use it"
+            f"expects {expected}; refusing to use it{_mismatch_hint(manifest.source)}"
         )
     _write_atomically(cached, data)
     _keep_manifest_copy(manifest, cached)
     return cached
+
+
+def _build(manifest_path: Path, source: SourceSpec | QuantizedSourceSpec, cache_dir: Path) -> bytes:
+    if isinstance(source, QuantizedSourceSpec):
+        # Imported here: ONNX Runtime's quantizer is needed only for quantized models.
+        from bioauth.modelbuild.quantize import build_quantized
+
+        return build_quantized(manifest_path, source, cache_dir)
+    return build_onnx(source)
+
+
+def _mismatch_hint(source: SourceSpec | QuantizedSourceSpec) -> str:
+    """Why a quantized build may differ: its bytes depend on the quantizer's version."""
+    if not isinstance(source, QuantizedSourceSpec):
+        return ""
+    try:
+        installed = package_version(source.package)
+    except SourceMissing:
+        return ""
+    if installed == source.package_version:
+        return ""
+    return (
+        f" (the manifest's file was quantized with {source.package} {source.package_version}, "
+        f"this is {installed}: rebuild and re-measure it, then update the manifest)"
+    )
 
 
 def _keep_manifest_copy(manifest: ModelManifest, cached: Path) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "ModelManifest",
     "OnnxSpec",
     "ProvisionalThreshold",
+    "QuantizedSourceSpec",
     "SourceSpec",
     "load_manifest",
 ]
@@ -110,6 +111,37 @@ class SourceSpec(_Frozen):
     sha256: _Sha256
 
 
+class QuantizedSourceSpec(_Frozen):
+    """A model made by quantizing another manifest's model (``bioauth.modelbuild.quantize``).
+
+    The recipe is all here so the manifest alone says what the file is: the float model it
+    starts from (by manifest and by ONNX hash), the committed activation ranges that stand in
+    for calibration data at build time, and the quantizer's settings. Building it needs no data
+    set; the quantizer's version is recorded because its output bytes depend on it.
+    """
+
+    quantizer: Literal["onnxruntime-qdq-static"]
+    package: Literal["onnxruntime"]
+    package_version: str
+    """The version whose quantizer produced ``onnx.sha256``; another may produce other bytes."""
+    base_manifest: str = Field(
+        pattern=r"^(\.\./)?([A-Za-z0-9][A-Za-z0-9_-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\.json$"
+    )
+    """The float model's manifest, relative to this manifest's folder."""
+    base_sha256: _Sha256
+    """SHA-256 of the float model's ONNX file: a changed base model is refused."""
+    ranges_file: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\.json$")
+    """Committed activation ranges (from calibration), a bare file name beside this manifest."""
+    ranges_sha256: _Sha256
+    activation_type: Literal["QUInt8", "QInt8"]
+    weight_type: Literal["QInt8", "QUInt8"]
+    per_channel: bool
+    reduce_range: bool
+    """7-bit weights: avoids the int16 saturation of u8 x s8 products on CPUs without VNNI."""
+    float_op_types: tuple[str, ...] = ()
+    """Operator types left in float (for instance the final projection)."""
+
+
 class ProvisionalThreshold(_Frozen):
     """One uncalibrated decision point, used only until ``calibration.json`` exists."""
 
@@ -132,7 +164,7 @@ class ModelManifest(_Frozen):
     embedding_size: int = Field(ge=2, le=4096)
     metric: Literal["euclidean", "cosine"]
     onnx: OnnxSpec
-    source: SourceSpec | None = None
+    source: SourceSpec | QuantizedSourceSpec | None = None
     """Absent for models shipped as ONNX; then the file must sit beside the manifest."""
     provisional_threshold: ProvisionalThreshold
 
