@@ -1,0 +1,235 @@
+"""Two server processes share one PostgreSQL store, as replicas behind a load balancer do.
+
+Replica B reaches PostgreSQL through a TCP proxy this test controls, so its connections can be cut
+for real. The periodic catch-up is off on both, so only LISTEN/NOTIFY (and B's catch-up after it
+reconnects) can carry a change from A to B. Every wait polls up to a deadline.
+
+The tenant's point ``fmr_1e-3`` (e1p1) is placed by this module between the genuine and impostor
+distances the served model gives on the chips used (``tests.support.calibration``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from bioauth.client import (
+    AsyncClient,
+    consent,
+    face_image_from_path,
+    transaction_context,
+)
+from bioauth.config import hash_api_key
+from bioauth.v1 import types_pb2
+from tests.support.calibration import fused, served_embeddings, write_calibration
+from tests.support.environment import faces_dir
+from tests.support.postgres import fresh_database
+from tests.support.server import ServerProcess, write_test_config
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.e2e
+
+POINT = "fmr_1e-3"
+TENANT, API_KEY = "bank-r", "key-bank-r"
+WAIT_S = 10.0
+TIMEOUT_S = 30.0
+APPROVE = types_pb2.DECISION_APPROVE
+
+
+@dataclass(frozen=True)
+class Chips:
+    obama: list[Path]
+    biden: list[Path]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Replicas:
+    a: ServerProcess
+    b: ServerProcess
+    proxy: TcpProxy
+
+
+def _chips(identity: str) -> list[Path]:
+    root = faces_dir()
+    document = json.loads((root / "faces.json").read_text())
+    return [root / f["chip"] for f in document["faces"] if f["identity"] == identity]
+
+
+@pytest.fixture(scope="module")
+def chips() -> Chips:
+    obama, biden = _chips("obama")[:2], _chips("biden")[:2]
+    o0, o1, b0, b1 = served_embeddings([*obama, *biden])
+    genuine = max(fused(o0, o1), fused(b0, b1))
+    impostor = min(fused(o0, b1), fused(b0, o1), fused(o0, b0))
+    assert genuine < impostor, "the chips must separate the two people"
+    return Chips(obama, biden, (genuine + impostor) / 2)
+
+
+def _through(dsn: str, port: int) -> str:
+    parts = urlsplit(dsn)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, f"{user}127.0.0.1:{port}", parts.path, "", ""))
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory, chips: Chips) -> Iterator[Replicas]:
+    shared = tmp_path_factory.mktemp("replicas")
+    calibration = write_calibration(
+        shared / "calibration.json",
+        point=POINT,
+        thresholds={"e1p1": chips.threshold},
+        identify_margin=0.05,
+    )
+    extra = f"""
+[[tenants]]
+id = "{TENANT}"
+api_key_sha256 = ["{hash_api_key(API_KEY)}"]
+verify_operating_point = "{POINT}"
+identify_fpir_target = 0.01
+
+[matching]
+calibration = "{calibration}"
+
+[gallery_sync]
+catch_up_interval_s = 0
+probe_interval_s = 0.5
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+"""
+    with fresh_database() as dsn:
+        parts = urlsplit(dsn)
+        proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+        servers: list[ServerProcess] = []
+        try:
+            for name, url in (("a", dsn), ("b", _through(dsn, proxy.port))):
+                directory = shared / name
+                directory.mkdir()
+                env = {
+                    "BIOAUTH_STORE__URL": url,
+                    "BIOAUTH_KEYS__LOCAL_PATH": str(shared / "dev-keys.json"),
+                }
+                config = write_test_config(directory, extra_toml=extra)
+                servers.append(ServerProcess(directory, config=config, env=env).start(120))
+            yield Replicas(servers[0], servers[1], proxy)
+        finally:
+            for server in servers:
+                server.stop()
+            proxy.close()
+
+
+@pytest.fixture
+async def clients(replicas: Replicas) -> AsyncIterator[tuple[AsyncClient, AsyncClient]]:
+    async with (
+        AsyncClient(replicas.a.target, api_key=API_KEY, timeout=TIMEOUT_S) as a,
+        AsyncClient(replicas.b.target, api_key=API_KEY, timeout=TIMEOUT_S) as b,
+    ):
+        yield a, b
+
+
+_counter = iter(range(1_000_000))
+
+
+def _tx() -> types_pb2.TransactionContext:
+    return transaction_context(f"tx-replicas-{next(_counter)}", 1500, "EUR", terminal_id="t-2")
+
+
+async def _enrol(client: AsyncClient, ref: str, chip: Path) -> str:
+    response = await client.enroll(
+        ref,
+        [face_image_from_path(chip)],
+        consent("2026-10", "payment-authentication", channel="terminal", identification=True),
+        idempotency_key=f"enrol-{ref}",
+    )
+    assert [s.accepted for s in response.samples] == [True]
+    return response.subject_id
+
+
+def _identify(
+    client: AsyncClient, chip: Path
+) -> Callable[[], Awaitable[types_pb2.AuthorizationResult]]:
+    async def call() -> types_pb2.AuthorizationResult:
+        return await client.identify([face_image_from_path(chip)], _tx())
+
+    return call
+
+
+async def _until(
+    call: Callable[[], Awaitable[types_pb2.AuthorizationResult]],
+    holds: Callable[[types_pb2.AuthorizationResult], bool],
+    what: str,
+) -> types_pb2.AuthorizationResult:
+    """Call until the answer satisfies ``holds``, for at most WAIT_S seconds."""
+    until = time.monotonic() + WAIT_S
+    while True:
+        result = await call()
+        if holds(result):
+            return result
+        if time.monotonic() > until:
+            raise AssertionError(f"not within {WAIT_S} s: {what}; last answer {result}")
+        await asyncio.sleep(0.1)
+
+
+async def _log_shows(server: ServerProcess, event: str, count: int) -> None:
+    until = time.monotonic() + WAIT_S
+    while server.logs().count(f'"event": "{event}"') < count:
+        if time.monotonic() > until:
+            raise AssertionError(f"{event} not logged {count} times within {WAIT_S} s")
+        await asyncio.sleep(0.05)
+
+
+async def test_enrolled_on_one_identified_on_the_other_then_opted_out_everywhere(
+    clients: tuple[AsyncClient, AsyncClient], chips: Chips
+) -> None:
+    """Enrolled through A, identified through B; once both have matched the person, an opt-out
+    through A leaves B with an empty gallery (EMPTY_GALLERY: B's own gallery dropped them, not
+    just the store check before an approval)."""
+    a, b = clients
+    subject_id = await _enrol(a, "acct-obama", chips.obama[0])
+    found = await _until(
+        _identify(b, chips.obama[1]), lambda r: r.decision == APPROVE, "B identifies A's enrolment"
+    )
+    assert found.subject_id == subject_id
+    assert found.external_ref == "acct-obama"
+    assert (await _identify(a, chips.obama[1])()).decision == APPROVE
+
+    deleted = await a.delete_subject("acct-obama")
+    assert deleted.subject_id == subject_id
+    gone = await _until(
+        _identify(b, chips.obama[1]),
+        lambda r: r.reason == types_pb2.DECISION_REASON_EMPTY_GALLERY,
+        "B's gallery drops the subject opted out through A",
+    )
+    assert gone.decision == types_pb2.DECISION_NO_MATCH
+    assert gone.token == ""
+    assert (await _identify(a, chips.obama[1])()).decision == types_pb2.DECISION_NO_MATCH
+
+
+async def test_b_catches_up_after_its_database_connection_is_cut_and_restored(
+    replicas: Replicas, clients: tuple[AsyncClient, AsyncClient], chips: Chips
+) -> None:
+    """The proxy drops every connection of B and refuses new ones while A enrols; once the proxy
+    is back, B reconnects by itself and identifies the person enrolled while it was cut off."""
+    a, b = clients
+    interrupted = replicas.b.logs().count('"event": "gallery_sync_interrupted"')
+    reconnected = replicas.b.logs().count('"event": "gallery_sync_reconnected"')
+    replicas.proxy.cut()
+    try:
+        await _log_shows(replicas.b, "gallery_sync_interrupted", interrupted + 1)
+        subject_id = await _enrol(a, "acct-biden", chips.biden[0])
+    finally:
+        replicas.proxy.restore()
+    found = await _until(
+        _identify(b, chips.biden[1]),
+        lambda r: r.decision == APPROVE,
+        "B identifies the person enrolled through A while B was cut off",
+    )
+    assert found.subject_id == subject_id
+    await _log_shows(replicas.b, "gallery_sync_reconnected", reconnected + 1)
