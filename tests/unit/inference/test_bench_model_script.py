@@ -68,4 +68,5 @@ def test_bench_reports_every_configuration(
     assert 1 <= batcher["mean_batch_size"] <= 4
     assert batcher["faces_per_s"] > 0
     assert len(batcher["ratio_to_direct_rounds"]) == 2
+    assert 0 < batcher["worker_utilisation"] <= 1.01
     assert "batcher_vs_direct_1_threads" in report["targets"]
