@@ -1,15 +1,17 @@
 """Enrol, verify, identify and opt out on real faces, through the real server and the real SDK.
 
 The face set (``BIOAUTH_FACES_DIR``) has 8 identities; its genuine pairs all lie below the model's
-``fmr_1e-3`` point and its impostor pairs far above it. The test tenants below therefore decide at
-that point for both operations: ``verify_operating_point = "fmr_1e-3"`` for 1:1, and an
-``identify_fpir_target`` of 0.01, with which the policy's rule ``N * target_fmr <= fpir_target``
-picks ``fmr_1e-3`` for the galleries used here (2 to 10 subjects: a looser ``fmr_1e-2`` point
-would allow only one subject). Every approval's operating point is asserted to be ``fmr_1e-3``.
+``fmr_1e-3`` point and its impostor pairs far above it. The test tenants below (in this module's
+config) therefore decide at that point for both operations: ``verify_operating_point =
+"fmr_1e-3"`` for 1:1, and an ``identify_fpir_target`` of 0.01, with which the policy's rule
+``N * target_fmr <= fpir_target`` keeps ``fmr_1e-3`` (the loosest calibrated point) for galleries
+of up to 10 subjects, more than any gallery here holds. Every approval is asserted to have been
+decided at ``fmr_1e-3``.
 
-Every test runs once per store backend (SQLite, then PostgreSQL). Tenants (own API keys, set in this module's config): ``bank-a`` enrols one chip of six
-identities with 1:N consent, plus one with 1:1 consent only; ``bank-b`` enrols nobody and must
-see none of it; ``bank-c`` holds the look-alike (one face under two accounts) and the opt-out.
+Every test runs once per store backend (SQLite, then PostgreSQL). Tenants, each with its own API
+key: ``bank-a`` enrols one chip of six identities with 1:N consent, plus one identity with 1:1
+consent only; ``bank-b`` enrols nobody and must see none of it; ``bank-c`` holds the look-alike
+(one face under two accounts) and the opt-out.
 """
 
 from __future__ import annotations
