@@ -40,7 +40,10 @@ def served_embeddings(paths: Sequence[Path]) -> npt.NDArray[np.float32]:
         ensure_built(manifest_path, settings.inference.cache_dir), manifest, settings.inference
     )
     batch = np.stack(
-        [to_model_input(decode_image(p.read_bytes(), settings.image), manifest.input) for p in paths]
+        [
+            to_model_input(decode_image(p.read_bytes(), settings.image), manifest.input)
+            for p in paths
+        ]
     ).astype(np.float32)
     return np.asarray(engine.run(batch), dtype=np.float32)
 
