@@ -176,6 +176,7 @@ def evaluate(
             "metric": metric,
             "computed_now": run.computed,
             "model_seconds": round(run.seconds, 2),
+            "chips_per_second": round(run.computed / run.seconds, 1) if run.seconds > 0 else None,
             "provider": run.provider,
         },
         "machine": _machine(),
