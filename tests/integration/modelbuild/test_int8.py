@@ -17,6 +17,8 @@ from bioauth.config import ImageSettings, InferenceSettings
 from bioauth.inference.engine import OnnxEngine
 from bioauth.inference.manifest import QuantizedSourceSpec, load_manifest
 from bioauth.inference.preprocess import decode_image, to_model_input
+from bioauth.matching.operating_points import CalibrationError, calibration_path, load_calibration
+from bioauth.matching.policy import Decision, verify
 from bioauth.modelbuild import ensure_built
 from bioauth.modelbuild.int8_calibration import calibrate_on_lfw
 from bioauth.modelbuild.quantize import read_ranges
@@ -119,6 +121,39 @@ def test_pairs_split_at_the_provisional_threshold(
     )
     genuine_max, impostor_min = results["int8"]
     assert genuine_max < threshold < impostor_min
+
+
+def test_the_policy_decides_with_the_int8_models_own_calibration(
+    face_embeddings: tuple[list[str], Floats, Floats],
+) -> None:
+    """The operating points beside the int8 manifest (``bioauth eval lfw --manifest ...``) are
+    keyed to its hash; the float model's points are refused for it."""
+    identities, _, int8 = face_embeddings
+    manifest = load_manifest(INT8)
+    calibration = load_calibration(
+        calibration_path(INT8), model_id=manifest.model_id, model_sha256=manifest.onnx.sha256
+    )
+    with pytest.raises(CalibrationError):
+        load_calibration(
+            calibration_path(FP32), model_id=manifest.model_id, model_sha256=manifest.onnx.sha256
+        )
+    decisions: dict[tuple[str, bool], list[Decision]] = {}
+    for point in ("fmr_1e-3", "fmr_1e-4"):
+        for i, j in itertools.combinations(range(len(identities)), 2):
+            outcome = verify(int8[i : i + 1], int8[j : j + 1], calibration, point)
+            assert outcome.operating_point == point
+            key = (point, identities[i] == identities[j])
+            decisions.setdefault(key, []).append(outcome.decision)
+    print(
+        {
+            f"{p} {'genuine' if g else 'impostor'} approved": len(v) - v.count(Decision.APPROVE)
+            for (p, g), v in decisions.items()
+        }
+    )
+    assert decisions["fmr_1e-3", True] == [Decision.APPROVE] * 18
+    assert decisions["fmr_1e-3", False] == [Decision.DECLINE] * 153
+    assert decisions["fmr_1e-4", True].count(Decision.APPROVE) >= 16  # measured 17, fp32 too
+    assert decisions["fmr_1e-4", False] == [Decision.DECLINE] * 153
 
 
 def test_the_lfw_calibration_chips_reproduce_the_committed_ranges(cache: Path) -> None:
