@@ -289,3 +289,33 @@ async def test_changes_between_the_watermark_and_the_start_are_applied(
         assert sync.watermarks[TENANT.id] >= 1
     finally:
         await sync.close()
+
+
+async def test_periodic_catch_up_repairs_lost_notifications(
+    world: tuple[Replica, Replica, ScriptedEmbedder], database: str
+) -> None:
+    """With every notification lost (the feed's callback drops them), the periodic catch-up
+    still brings B's gallery up to date within its interval."""
+    a, b, scripted = world
+
+    async def deaf_feed(on_change: Callable[..., None], on_lost: Callable[[], None]) -> ChangeFeed:
+        return await ChangeFeed.connect(
+            database, on_change=lambda _change: None, on_lost=on_lost, timeout_s=2.0
+        )
+
+    sync = GallerySync(
+        open_feed=deaf_feed,
+        settings=SYNC.model_copy(update={"catch_up_interval_s": 0.5}),
+        store=b.store,
+        keys=b.keys,
+        galleries=b.galleries,
+        tenant_ids=[TENANT.id],
+        model_id=MODEL_ID,
+    )
+    await sync.mark()
+    await sync.start()
+    try:
+        subject_id = await _enrol(a, scripted, "acct-unannounced", 6)
+        await _eventually(_in_gallery(b, subject_id), "the periodic catch-up applied the change")
+    finally:
+        await sync.close()
