@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,3 +255,35 @@ async def test_a_stream_that_does_not_open_first_is_invalid(client: AsyncClient)
         _ = [r async for r in client.authenticate(requests())]
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "SessionOpen" in str(info.value)
+
+
+async def test_a_client_that_cancels_mid_session_leaves_nothing_behind(
+    server: ServerProcess, client: AsyncClient, cast: Cast, enrolled: None
+) -> None:
+    """A client that cancels after its first frame's answer: the server abandons the session
+    without a decision (no session_ended, no audit row behind it) and serves the next one."""
+    logs_before = server.logs()
+    ended = logs_before.count('"event": "session_ended"')
+    abandoned = logs_before.count('"event": "session_abandoned"')
+    hold = asyncio.Event()
+
+    async def requests() -> AsyncIterator[bioauth_pb2.AuthenticateRequest]:
+        yield session_open_request(_tx("cancelled"), subject="acct-obama")
+        yield frame_request(1, face_image_from_path(cast.biden[0]))
+        await hold.wait()
+
+    responses = client.authenticate(requests())
+    first = await anext(responses)
+    assert first.frame_result.sequence == 1
+    await responses.aclose()  # the SDK cancels the call
+    hold.set()
+
+    until = time.monotonic() + 10
+    while server.logs().count('"event": "session_abandoned"') <= abandoned:
+        assert time.monotonic() < until, "the server did not abandon the cancelled session"
+        await asyncio.sleep(0.05)
+    assert server.logs().count('"event": "session_ended"') == ended
+    frames = [face_image_from_path(p) for p in cast.obama_frames]
+    outcome = await client.authenticate_frames(_tx("after-cancel"), frames, subject="acct-obama")
+    assert outcome.result is not None
+    assert outcome.result.decision == APPROVE

@@ -105,6 +105,10 @@ class Session:
         self._kept: list[_Kept] = []
         self._outcomes: list[SampleOutcome] = []
 
+    @property
+    def frames_read(self) -> int:
+        return self._frames_read
+
     async def run(self, inbox: Inbox[SessionMessage]) -> AsyncIterator[SessionReply]:
         """Yield a verdict per frame read and, last, the one recorded outcome."""
         while True:

@@ -19,6 +19,7 @@ slot back, decrypted templates are dropped, and nothing is recorded, since nothi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -34,6 +35,7 @@ from bioauth.service._policy import require_calibration
 from bioauth.service._session import Session, SessionLimits
 from bioauth.service._session_targets import IdentifyTarget, SessionTarget, VerifyTarget
 from bioauth.service.decisions import DecisionRecorder
+from bioauth.service.domain import AuthorizationOutcome
 from bioauth.service.probes import FaceEmbedder
 from bioauth.service.stream_types import (
     SessionMessage,
@@ -91,6 +93,8 @@ class AuthenticateService:
         """
         inbox: Inbox[SessionMessage] = Inbox(messages, clock=self._clock)
         target: SessionTarget | None = None
+        session: Session | None = None
+        decided = False
         try:
             opening = await self._opening(inbox, deadline)
             calibration = require_calibration(self._calibration, self._embedder.model_id)
@@ -106,7 +110,18 @@ class AuthenticateService:
                 clock=self._clock,
             )
             async for reply in session.run(inbox):
+                decided = isinstance(reply, AuthorizationOutcome)
                 yield reply
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away (or the server is stopping): nothing was decided, so nothing
+            # is recorded; the log line is the only trace.
+            if not decided:
+                _LOGGER.info(
+                    "session_abandoned",
+                    frames=0 if session is None else session.frames_read,
+                    opened=session is not None,
+                )
+            raise
         finally:
             if target is not None:
                 target.close()
