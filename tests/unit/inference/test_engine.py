@@ -16,7 +16,8 @@ from bioauth.inference.engine import OnnxEngine, select_providers
 from bioauth.inference.manifest import ManifestError, ModelManifest, OnnxSpec
 from bioauth.testing import build_tiny_model, tiny_manifest
 
-SETTINGS = InferenceSettings(intra_op_threads=1)
+# CPU only: the numbers and the provider list must not depend on the machine running the tests.
+SETTINGS = InferenceSettings(intra_op_threads=1, providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture
