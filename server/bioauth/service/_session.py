@@ -1,7 +1,7 @@
 """One open Authenticate session: frames in, a verdict per frame, one decision out.
 
-State lives here only for the session's life: the frames kept for fusion (at most three, chosen by
-capture quality, later frames winning ties), digests of the frames seen (to refuse a replayed
+State lives here only for the session's life: the frames kept for fusion (at most three; the
+decision after the third accepted frame is final, so a session is at most three tries), digests of the frames seen (to refuse a replayed
 frame), and the outcome of every frame that reached inference (for the audit row's counts).
 """
 
@@ -61,6 +61,8 @@ class _End(enum.StrEnum):
     TIME_SPENT = "time_spent"
     CLIENT_DONE = "client_done"
     """The client half-closed after at least one frame: it has nothing more to show."""
+    FUSION_FULL = "fusion_full"
+    """Three frames accepted: the fused decision is final, so an impostor gets no more tries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,10 @@ class Session:
             if decided.verdict.decision is Decision.APPROVE:
                 yield await self._finish(_End.APPROVED, decided)
                 return
+            if self._fusion_full():
+                # Decided with final=True: that is the policy's final answer already.
+                yield await self._finish(_End.FUSION_FULL, decided)
+                return
             if self._frames_read >= self._limits.max_frames:
                 # Decided with final=True: that is the policy's final answer already.
                 yield await self._finish(_End.FRAMES_SPENT, decided)
@@ -171,9 +177,15 @@ class Session:
             assert outcome.reason is not None
             return FrameVerdict(frame.sequence, _FRAME_REASON[outcome.reason]), None
         self._keep(_Kept(outcome.quality, frame.sequence, outcome.embedding))
-        final = self._frames_read >= self._limits.max_frames
+        final = self._frames_read >= self._limits.max_frames or self._fusion_full()
         decided = await self._target.decide(self._probes(), final=final, deadline=self._deadline)
         return FrameVerdict(frame.sequence, None), decided
+
+    def _fusion_full(self) -> bool:
+        # Every decision is a chance for an impostor: deciding again on every later frame would
+        # multiply the calibrated false-match rate. Once the richest mode the policy is
+        # calibrated for (3 probe frames) is reached, its answer stands.
+        return len(self._kept) >= MAX_IMAGES_PER_SIDE
 
     def _keep(self, frame: _Kept) -> None:
         self._kept.append(frame)

@@ -209,6 +209,20 @@ async def test_frame_budget_spent_ends_with_the_policys_decline_and_no_token(
     assert ran.outcome.token_expires_at is None
 
 
+async def test_the_third_accepted_frame_gives_the_final_answer(world: World) -> None:
+    """An impostor gets at most three tries: once three frames are accepted and fused, that
+    decision stands and later frames are never read, even with frames left in the budget."""
+    await _enrol(world, "acct-1", 1)
+    images = [_frame(world, 400 + i, near(person(2), 400 + i)) for i in range(6)]
+    ran = await _run(_service(world), world, _messages([_opening(max_frames=6), *_frames(images)]))
+    assert [v.sequence for v in ran.verdicts] == [1, 2, 3]
+    assert all(v.accepted for v in ran.verdicts)
+    assert ran.outcome.decision is Decision.DECLINE
+    assert ran.outcome.reason is DecisionReason.SCORE_BELOW_THRESHOLD
+    assert (ran.outcome.enrolment_images, ran.outcome.probe_images) == (1, 3)
+    assert ran.outcome.token == ""
+
+
 async def test_seconds_budget_spent_without_a_usable_frame(world: World) -> None:
     """A session whose frames are all unusable and whose seconds run out is declined with
     SESSION_BUDGET_SPENT, without a token."""
