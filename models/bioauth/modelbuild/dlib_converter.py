@@ -12,7 +12,6 @@ from bioauth.inference.manifest import (
     InputSpec,
     ModelManifest,
     OnnxSpec,
-    ProvisionalThreshold,
     SourceSpec,
 )
 from bioauth.modelbuild.dlib_resnet import DlibNetwork, read_network
@@ -36,14 +35,6 @@ ONNX_FILE = "dlib_face_recognition_resnet_model_v1.onnx"
 _ID_PREFIX = "dlib-resnet-v1-"
 _ID_HASH_CHARS = 16
 _SCALE = 1.0 / 256.0  # dlib's input layer divides by 256, not 255
-_PROVISIONAL = ProvisionalThreshold(
-    distance=0.6,
-    note=(
-        "dlib's usual Euclidean threshold, not calibrated on this deployment's data: on LFW it "
-        "lets through about 6 impostor pairs in 1,000. Replaced by the operating points in "
-        "calibration.json beside this manifest once that exists."
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -110,7 +101,6 @@ def fresh_manifest(converted: Converted) -> ModelManifest:
             file=WEIGHTS_FILE,
             sha256=converted.source_sha256,
         ),
-        provisional_threshold=_PROVISIONAL,
     )
 
 

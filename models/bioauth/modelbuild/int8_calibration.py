@@ -35,7 +35,6 @@ from bioauth.config import ImageSettings
 from bioauth.inference.manifest import (
     InputSpec,
     ModelManifest,
-    ProvisionalThreshold,
     QuantizedSourceSpec,
     load_manifest,
 )
@@ -172,14 +171,6 @@ def fresh_int8_manifest(int8_dir: Path, cache_dir: Path) -> ModelManifest:
                 update={"file": f"{name}.onnx", "sha256": sha256_bytes(data)}
             ),
             "source": source,
-            "provisional_threshold": ProvisionalThreshold(
-                distance=base.provisional_threshold.distance,
-                note=(
-                    "The float model's uncalibrated point, kept because the int8 embeddings stay "
-                    "within a few hundredths of the float ones (docs/accuracy-int8.md). Not "
-                    "calibrated for this model: calibration.json beside this manifest replaces it."
-                ),
-            ),
         }
     )
     return ModelManifest.model_validate(fresh.model_dump(mode="json"))

@@ -18,8 +18,9 @@ so computing in float32 reproduces dlib bit for bit.
 
 Distances: every score is a distance, smaller means more alike. ``euclidean`` is the L2 distance
 of the raw embeddings; ``cosine`` is ``1 - cos(a, b)``. A pair matches when its distance is below
-a threshold. Until calibrated operating points exist (``calibration.json`` beside the manifest,
-written by the accuracy work), ``provisional_threshold`` is the only decision point.
+a threshold, and no threshold lives here: a threshold is a measurement of one model on real faces,
+not a property of its weights, so the calibrated operating points sit in ``calibration.json``
+beside the manifest (``bioauth.matching.operating_points``, written by ``bioauth eval lfw``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ __all__ = [
     "ManifestError",
     "ModelManifest",
     "OnnxSpec",
-    "ProvisionalThreshold",
     "QuantizedSourceSpec",
     "SourceSpec",
     "load_manifest",
@@ -50,6 +50,14 @@ CALIBRATION_FILE = "calibration.json"
 """Name of the calibrated operating points file that sits beside a manifest (owned elsewhere)."""
 
 _Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+_RETIRED_FIELDS: Final = {
+    "provisional_threshold": (
+        "decision thresholds no longer live in the manifest: the calibrated operating points are "
+        f"in {CALIBRATION_FILE} beside it (`bioauth eval lfw --write-calibration`); "
+        "delete the field"
+    ),
+}
+"""Fields older manifests carried, refused with the reason instead of a bare 'extra field'."""
 
 
 class ManifestError(FailedPrecondition):
@@ -142,16 +150,6 @@ class QuantizedSourceSpec(_Frozen):
     """Operator types left in float (for instance the final projection)."""
 
 
-class ProvisionalThreshold(_Frozen):
-    """One uncalibrated decision point, used only until ``calibration.json`` exists."""
-
-    distance: float = Field(gt=0)
-    """A pair matches when its distance (see ``ModelManifest.metric``) is below this."""
-    calibrated: Literal[False] = False
-    note: str
-    """Where the value comes from and what it is known to let through."""
-
-
 class ModelManifest(_Frozen):
     """The committed description of one face-embedding model."""
 
@@ -166,7 +164,6 @@ class ModelManifest(_Frozen):
     onnx: OnnxSpec
     source: SourceSpec | QuantizedSourceSpec | None = None
     """Absent for models shipped as ONNX; then the file must sit beside the manifest."""
-    provisional_threshold: ProvisionalThreshold
 
     def to_json(self) -> str:
         """Canonical text form: sorted keys, two-space indent, trailing newline, so rebuilding
@@ -192,6 +189,9 @@ def load_manifest(path: Path) -> ModelManifest:
             f"model manifest {path}: schema_version {version!r} is not supported "
             f"(this server reads {SCHEMA_VERSION})"
         )
+    for field, why in _RETIRED_FIELDS.items():
+        if field in raw:
+            raise ManifestError(f"model manifest {path}: {field} is not supported: {why}")
     try:
         return ModelManifest.model_validate(raw)
     except ValidationError as exc:

@@ -13,12 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bioauth.inference.manifest import (
-    InputSpec,
-    ModelManifest,
-    OnnxSpec,
-    ProvisionalThreshold,
-)
+from bioauth.inference.manifest import InputSpec, ModelManifest, OnnxSpec
 
 __all__ = ["build_tiny_model", "tiny_manifest"]
 
@@ -96,5 +91,4 @@ def tiny_manifest(
             input_name=input_name,
             output_name=output_name,
         ),
-        provisional_threshold=ProvisionalThreshold(distance=0.6, note="test model, meaningless"),
     )

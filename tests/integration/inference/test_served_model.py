@@ -8,7 +8,6 @@ descriptors and still separates the face set's genuine and impostor pairs.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,13 @@ from bioauth.inference.preprocess import decode_image, to_model_input
 from bioauth.inference.quality import assess_quality
 from bioauth.modelbuild import ensure_built
 from tests.support.environment import faces_dir
+from tests.support.face_pairs import (
+    DLIB_USUAL_THRESHOLD,
+    FACE_SET_PAIRS,
+    calibrated_split,
+    raw_euclidean,
+    split_pairs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -84,21 +90,17 @@ async def test_served_embeddings_match_dlib(
     _check_parity(served, np.asarray([f["dlib_descriptor"] for f in faces], dtype=np.float32))
 
 
-async def test_served_embeddings_split_pairs_at_the_provisional_threshold(
+async def test_served_embeddings_split_pairs_at_dlibs_usual_and_the_calibrated_point(
     engine: OnnxEngine, faces: list[dict[str, Any]]
 ) -> None:
     served = await _serve(engine, faces)
-    threshold = engine.manifest.provisional_threshold.distance
-    genuine = impostor = 0
-    for (i, a), (j, b) in itertools.combinations(enumerate(faces), 2):
-        distance = float(np.linalg.norm(served[i] - served[j]))
-        if a["identity"] == b["identity"]:
-            genuine += 1
-            assert distance < threshold
-        else:
-            impostor += 1
-            assert distance > threshold
-    assert (genuine, impostor) == (18, 153)
+    identities = [face["identity"] for face in faces]
+    genuine, impostor = split_pairs(identities, served, raw_euclidean)
+    assert (len(genuine), len(impostor)) == FACE_SET_PAIRS
+    assert max(genuine) < DLIB_USUAL_THRESHOLD < min(impostor)
+    threshold, distance = calibrated_split(MANIFEST)
+    genuine, impostor = split_pairs(identities, served, distance)
+    assert max(genuine) < threshold < min(impostor)
 
 
 def test_every_reference_chip_passes_the_default_quality_gates(faces: list[dict[str, Any]]) -> None:

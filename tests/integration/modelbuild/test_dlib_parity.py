@@ -7,7 +7,6 @@ the committed manifest alone, so these checks cover the manifest as well as the 
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,13 @@ from bioauth.modelbuild import ensure_built
 from bioauth.modelbuild.dlib_converter import PACKAGE, WEIGHTS_FILE
 from bioauth.modelbuild.sources import package_file
 from tests.support.environment import faces_dir, missing
+from tests.support.face_pairs import (
+    DLIB_USUAL_THRESHOLD,
+    FACE_SET_PAIRS,
+    calibrated_split,
+    raw_euclidean,
+    split_pairs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -103,23 +109,27 @@ def test_every_chip_matches_dlib(
     assert not failures, "\n".join(failures)
 
 
-def test_pairs_split_at_the_provisional_threshold(
+def test_pairs_split_at_dlibs_usual_threshold(
     session: ort.InferenceSession, manifest: ModelManifest, faces: list[dict[str, Any]]
 ) -> None:
     assert manifest.metric == "euclidean"
-    threshold = manifest.provisional_threshold.distance
     embeddings = _embed(session, manifest, [face["pixels"] for face in faces])
-    genuine: list[float] = []
-    impostor: list[float] = []
-    for (i, a), (j, b) in itertools.combinations(enumerate(faces), 2):
-        distance = float(np.linalg.norm(embeddings[i] - embeddings[j]))
-        (genuine if a["identity"] == b["identity"] else impostor).append(distance)
-    print(
-        f"genuine max {max(genuine):.4f}, impostor min {min(impostor):.4f}, threshold {threshold}"
-    )
-    assert (len(genuine), len(impostor)) == (18, 153)
-    assert max(genuine) < threshold
-    assert min(impostor) > threshold
+    identities = [face["identity"] for face in faces]
+    genuine, impostor = split_pairs(identities, embeddings, raw_euclidean)
+    print(f"genuine max {max(genuine):.4f}, impostor min {min(impostor):.4f}")
+    assert (len(genuine), len(impostor)) == FACE_SET_PAIRS
+    assert max(genuine) < DLIB_USUAL_THRESHOLD < min(impostor)
+
+
+def test_pairs_split_at_the_calibrated_fmr_1e_3_point(
+    session: ort.InferenceSession, manifest: ModelManifest, faces: list[dict[str, Any]]
+) -> None:
+    threshold, distance = calibrated_split(MANIFEST)
+    embeddings = _embed(session, manifest, [face["pixels"] for face in faces])
+    genuine, impostor = split_pairs([face["identity"] for face in faces], embeddings, distance)
+    print(f"genuine max {max(genuine):.4f}, impostor min {min(impostor):.4f}, e1p1 {threshold}")
+    assert (len(genuine), len(impostor)) == FACE_SET_PAIRS
+    assert max(genuine) < threshold < min(impostor)
 
 
 def test_batch_size_does_not_change_an_embedding(

@@ -24,6 +24,13 @@ from bioauth.modelbuild.int8_calibration import calibrate_on_lfw
 from bioauth.modelbuild.quantize import read_ranges
 from bioauth.modelbuild.sources import sha256_file
 from tests.support.environment import faces_dir, lfw_dir
+from tests.support.face_pairs import (
+    DLIB_USUAL_THRESHOLD,
+    FACE_SET_PAIRS,
+    calibrated_split,
+    raw_euclidean,
+    split_pairs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,27 +107,32 @@ def test_int8_embeddings_stay_close_to_the_float_ones(
     assert not np.array_equal(fp32, int8)
 
 
-def test_pairs_split_at_the_provisional_threshold(
+def test_pairs_split_at_dlibs_usual_threshold(
     face_embeddings: tuple[list[str], Floats, Floats],
 ) -> None:
     identities, fp32, int8 = face_embeddings
-    threshold = load_manifest(INT8).provisional_threshold.distance
     results: dict[str, tuple[float, float]] = {}
     for name, embeddings in (("fp32", fp32), ("int8", int8)):
-        genuine: list[float] = []
-        impostor: list[float] = []
-        for i, j in itertools.combinations(range(len(identities)), 2):
-            distance = float(np.linalg.norm(embeddings[i] - embeddings[j]))
-            (genuine if identities[i] == identities[j] else impostor).append(distance)
-        assert (len(genuine), len(impostor)) == (18, 153)
+        genuine, impostor = split_pairs(identities, embeddings, raw_euclidean)
+        assert (len(genuine), len(impostor)) == FACE_SET_PAIRS
         results[name] = (max(genuine), min(impostor))
     print(
         "genuine max / impostor min: "
         + ", ".join(f"{k} {g:.4f} / {i:.4f}" for k, (g, i) in results.items())
-        + f"; threshold {threshold}"
     )
     genuine_max, impostor_min = results["int8"]
-    assert genuine_max < threshold < impostor_min
+    assert genuine_max < DLIB_USUAL_THRESHOLD < impostor_min
+
+
+def test_pairs_split_at_the_int8_models_calibrated_fmr_1e_3_point(
+    face_embeddings: tuple[list[str], Floats, Floats],
+) -> None:
+    identities, _, int8 = face_embeddings
+    threshold, distance = calibrated_split(INT8)
+    genuine, impostor = split_pairs(identities, int8, distance)
+    print(f"genuine max {max(genuine):.4f}, impostor min {min(impostor):.4f}, e1p1 {threshold}")
+    assert (len(genuine), len(impostor)) == FACE_SET_PAIRS
+    assert max(genuine) < threshold < min(impostor)
 
 
 def test_the_policy_decides_with_the_int8_models_own_calibration(

@@ -37,7 +37,6 @@ def _valid() -> dict[str, Any]:
             "input_name": "input.1",
             "output_name": "683",
         },
-        "provisional_threshold": {"distance": 0.6, "calibrated": False, "note": "made up"},
     }
 
 
@@ -78,7 +77,6 @@ def test_is_frozen(tmp_path: Path) -> None:
         (("onnx", "sha256"), "ABC", "onnx.sha256"),
         (("onnx", "file"), "../evil.onnx", "onnx.file"),
         (("model_id",), "Has Spaces", "model_id"),
-        (("provisional_threshold", "calibrated"), True, "provisional_threshold.calibrated"),
         (("unexpected",), 1, "unexpected"),
     ],
 )
@@ -120,3 +118,13 @@ def test_not_json_and_missing_file(tmp_path: Path) -> None:
 
 def test_is_a_failed_precondition() -> None:
     assert issubclass(ManifestError, FailedPrecondition)
+
+
+def test_refuses_the_retired_provisional_threshold_and_says_where_thresholds_are(
+    tmp_path: Path,
+) -> None:
+    raw = _valid()
+    raw["provisional_threshold"] = {"distance": 0.6, "calibrated": False, "note": "old"}
+    with pytest.raises(ManifestError, match="provisional_threshold") as info:
+        load_manifest(_write(tmp_path, raw))
+    assert "calibration.json" in str(info.value)

@@ -258,7 +258,6 @@ def _quantized_folder(
             "input_name": "image",
             "output_name": "embedding",
         },
-        "provisional_threshold": {"distance": 1.0, "note": "test"},
     }
     (folder / "base.json").write_text(json.dumps(base_raw), encoding="utf-8")
     ranges_bytes = ranges_document(ranges, {})
@@ -340,7 +339,6 @@ def test_the_committed_int8_manifest_is_consistent() -> None:
         fp32.embedding_size,
     )
     assert (int8.onnx.input_name, int8.onnx.output_name) == ("image", "embedding")
-    assert int8.provisional_threshold.calibrated is False
     assert (source.activation_type, source.weight_type) == ("QUInt8", "QInt8")
     assert source.per_channel
     assert source.reduce_range
