@@ -185,3 +185,36 @@ async def test_opt_out_shreds_the_subject_in_a_snapshot_taken_before_it(
     operations = [r.entry.operation for r in await backend.store.read_audit("bank-a")]
     assert operations[-2:] == ["opt_out.requested", "opt_out.completed"]
     assert (await backend.store.verify_audit_chain("bank-a")).ok
+
+
+async def test_sqlite_keeps_no_copy_of_an_opted_out_subjects_rows(
+    tmp_path: Path, faces: list[Face]
+) -> None:
+    """secure_delete and the WAL truncation: after opt-out neither the file nor the WAL holds the
+    deleted ciphertexts or wrapped keys, while the other subject's are there (the control)."""
+    from bioauth.crypto.local_provider import LocalKeyProvider
+
+    path = tmp_path / "shred.sqlite3"
+    provider = await LocalKeyProvider.open(tmp_path / "keys.json")
+    store = await SqliteTemplateStore.open(path)
+    try:
+        _, leaving_sealed = await enroll_new(
+            store, provider, "bank-a", "leaving", [f.descriptor for f in faces[:3]]
+        )
+        _, staying_sealed = await enroll_new(
+            store, provider, "bank-a", "staying", [faces[5].descriptor]
+        )
+        result = await OptOutService(store, provider).request("bank-a", external_ref="leaving")
+        assert result.state is OptOutState.DONE
+        wal = path.with_name(path.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0  # checkpointed and truncated
+    finally:
+        await store.close()
+        await provider.close()
+    stored = b"".join(
+        p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists()
+    )
+    for template in leaving_sealed:
+        assert template.ciphertext[:32] not in stored
+        assert template.wrapped_key not in stored
+    assert staying_sealed[0].ciphertext in stored
