@@ -167,6 +167,10 @@ class MatchingSettings(_Section):
     """Override of the calibrated 1:N ambiguity margin (tests only)."""
 
 
+DEV_EXTERNAL_REF_KEY = "bioauth-development-external-ref-key"
+"""The development key of ``store.external_ref_key``: public, so refused in production."""
+
+
 class StoreSettings(_Section):
     url: str = "sqlite:///" + str(Path("var") / "bioauth.sqlite3")
     """``sqlite:///relative/or/absolute/path`` or ``postgresql://user@host:port/db``."""
@@ -175,6 +179,12 @@ class StoreSettings(_Section):
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
     command_timeout_s: float = Field(default=5.0, gt=0)
+    external_ref_key: str = Field(default=DEV_EXTERNAL_REF_KEY, min_length=16)
+    """Secret for the keyed digest (HMAC-SHA256) of each subject's external reference, kept after
+    opt-out so GetSubject can still report the withdrawal once the plaintext reference is gone.
+    Never change it on a populated store (lookups by reference would stop finding subjects; the
+    store refuses to open when it notices); production refuses the development default: pass it
+    through the environment (``BIOAUTH_STORE__EXTERNAL_REF_KEY``)."""
 
 
 class GallerySyncSettings(_Section):
@@ -291,6 +301,11 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.keys.provider == "local":
             raise ValueError(
                 "keys.provider 'local' is for development only; production needs pkcs11 or vault"
+            )
+        if self.environment == "production" and self.store.external_ref_key == DEV_EXTERNAL_REF_KEY:
+            raise ValueError(
+                "store.external_ref_key is the public development default; production needs a "
+                "secret of its own"
             )
         return self
 

@@ -364,8 +364,9 @@ async def test_one_face_under_two_accounts_is_ambiguous(
 async def test_opt_out_stops_matching_and_records_withdrawal(
     bank_c: AsyncClient, faces: list[Face]
 ) -> None:
-    """After DeleteSubject the person neither verifies nor identifies, and the withdrawal is
-    reported (the reference itself is unlinked from the subject once shredding is done)."""
+    """After DeleteSubject the person neither verifies nor identifies, and GetSubject by the
+    same reference reports the withdrawal (the store keeps only a keyed digest of the reference
+    once shredding is done), with no templates and no model left."""
     rose = [f for f in faces if f.identity == "rose_leslie"]
     enrolled = await _enrol(bank_c, "rose-card", rose[0])
     probe = face_image_from_path(rose[1].chip)
@@ -388,8 +389,14 @@ async def test_opt_out_stops_matching_and_records_withdrawal(
     assert after.decision == types_pb2.DECISION_NO_MATCH
     assert after.subject_id != enrolled.subject_id
     _assert_no_token(after)
-    with pytest.raises(NotFound):
-        await bank_c.get_subject("rose-card")
+    withdrawn = await bank_c.get_subject("rose-card")
+    assert withdrawn.subject_id == enrolled.subject_id
+    assert withdrawn.status == bioauth_pb2.ENROLMENT_STATUS_OPTED_OUT
+    assert withdrawn.consent.HasField("withdrawn_at")
+    assert withdrawn.consent.withdrawn_at == deleted.withdrawn_at
+    assert withdrawn.consent.consent.identification
+    assert withdrawn.template_count == 0
+    assert list(withdrawn.model_ids) == []
 
 
 async def test_gallery_is_reloaded_at_start_up(

@@ -81,8 +81,12 @@ class EnrolService:
         outcomes = await self._embedder.embed_all(request.samples, deadline=deadline)
         accepted = [o for o in outcomes if o.accepted]
         model_id = self._embedder.model_id
-        existing = await within(
-            deadline, self._store.get_subject(tenant_id, request.external_ref), "subject look-up"
+        existing = _live(
+            await within(
+                deadline,
+                self._store.get_subject(tenant_id, request.external_ref),
+                "subject look-up",
+            )
         )
         if existing is not None and existing.status is not SubjectStatus.ENROLLED:
             raise FailedPrecondition("this subject is opting out; enrol again once that is done")
@@ -104,10 +108,12 @@ class EnrolService:
                 # A concurrent enrolment created this person first: seal under their key.
                 if attempt + 1 == _CREATE_ATTEMPTS:
                     raise
-                existing = await within(
-                    deadline,
-                    self._store.get_subject(tenant_id, request.external_ref),
-                    "subject look-up",
+                existing = _live(
+                    await within(
+                        deadline,
+                        self._store.get_subject(tenant_id, request.external_ref),
+                        "subject look-up",
+                    )
                 )
                 if existing is None or existing.status is not SubjectStatus.ENROLLED:
                     raise
@@ -214,6 +220,13 @@ class EnrolService:
             identification=request.identification,
         )
         return view
+
+
+def _live(subject: SubjectRecord | None) -> SubjectRecord | None:
+    """A subject who completed opt-out is history: enrolling the reference again starts afresh."""
+    if subject is not None and subject.status is SubjectStatus.OPTED_OUT:
+        return None
+    return subject
 
 
 def _check_consent(request: EnrolRequest, now: datetime) -> None:

@@ -83,9 +83,9 @@ class OptOutService:
     ) -> OptOutResult:
         """Opt the subject out, by the tenant's reference or the subject id.
 
-        Raises ``NotFound`` for an unknown subject (including one whose opt-out already finished
-        when looked up by external reference, since that link is deleted), and store errors when
-        step 1 could not be recorded (nothing changed; the caller must retry).
+        Raises ``NotFound`` for an unknown subject, and store errors when step 1 could not be
+        recorded (nothing changed; the caller must retry). A subject whose opt-out already
+        finished is ``DONE`` (by reference the store still finds it through the keyed digest).
         """
         if (external_ref is None) == (subject_id is None):
             raise InvalidInput("give exactly one of external_ref and subject_id", field="subject")

@@ -40,8 +40,10 @@ class SubjectService:
     async def get(
         self, tenant_id: str, external_ref: str, *, deadline: float | None
     ) -> SubjectView:
-        """``NotFound`` for a reference this tenant does not know (or that opted out: the link
-        from reference to subject is deleted with the templates)."""
+        """The subject the reference names: the live one, else the latest that opted out
+        (status ``opted_out``, the consent with its ``withdrawn_at``, no templates); the store
+        finds it by the reference's keyed digest, the plaintext being deleted at opt-out.
+        ``NotFound`` for a reference this tenant never enrolled."""
         subject = await within(
             deadline, self._store.get_subject(tenant_id, external_ref), "subject look-up"
         )
@@ -56,7 +58,9 @@ class SubjectService:
         self, tenant_id: str, external_ref: str, *, deadline: float | None
     ) -> DeletionOutcome:
         """Opt the subject out. ``done`` is True only once the key provider confirmed the subject
-        key is destroyed and the templates are deleted; otherwise the retrier finishes it."""
+        key is destroyed and the templates are deleted; otherwise the retrier finishes it.
+        Repeating it after the opt-out completed answers ``done`` again, with the same
+        withdrawal time."""
         subject = await within(
             deadline, self._store.get_subject(tenant_id, external_ref), "subject look-up"
         )

@@ -34,6 +34,7 @@ async def open_store(
     ``verify_schema`` is False.
     """
     do_migrate = settings.migrate_on_start if migrate is None else migrate
+    ref_key = settings.external_ref_key.encode("utf-8")
     path = sqlite_path(settings.url)
     if path is not None:
         return await SqliteTemplateStore.open(
@@ -41,6 +42,7 @@ async def open_store(
             migrate=do_migrate,
             verify_schema=verify_schema,
             busy_timeout_s=settings.command_timeout_s,
+            external_ref_key=ref_key,
         )
     if settings.url.startswith(("postgresql://", "postgres://")):
         return await PostgresTemplateStore.open(
@@ -50,5 +52,6 @@ async def open_store(
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             command_timeout_s=settings.command_timeout_s,
+            external_ref_key=ref_key,
         )
     raise InvalidInput("must start with sqlite:/// or postgresql://", field="store.url")

@@ -19,6 +19,7 @@ from bioauth.errors import AlreadyExists, FailedPrecondition, NotFound, StoreUna
 from bioauth.store import _rows
 from bioauth.store._pg_errors import translated
 from bioauth.store._pg_migrate import apply_migrations, current_version
+from bioauth.store._refs import DEV_KEY, RefDigester
 from bioauth.store.audit import GENESIS_HASH, ChainVerifier, chain_hash, encode_details
 from bioauth.store.migrations import load_migrations
 from bioauth.store.notify import notify_gallery_change
@@ -99,7 +100,37 @@ async def _append_audit(conn: Conn, entry: AuditEntry) -> AuditRecord:
     return AuditRecord(entry=entry, seq=seq, prev_hash=prev, row_hash=row_hash)
 
 
-async def _enroll(conn: Conn, e: Enrolment) -> EnrolOutcome:
+# The subject a reference names: the live one if any, else the most recent that opted out.
+_BY_REF = (
+    "tenant_id = $1 AND external_ref_digest = $2 "
+    "ORDER BY status = 'opted_out', updated_at DESC, created_at DESC LIMIT 1"
+)
+
+
+async def _backfill_refs(conn: Conn, refs: RefDigester) -> int:
+    """Digest the references of rows written before the digest column existed; check the key."""
+    rows = await conn.fetch(
+        "SELECT tenant_id, subject_id, external_ref FROM subjects "
+        "WHERE external_ref_digest IS NULL AND external_ref IS NOT NULL FOR UPDATE"
+    )
+    await conn.executemany(
+        "UPDATE subjects SET external_ref_digest = $3 WHERE tenant_id = $1 AND subject_id = $2",
+        [(r[0], r[1], refs.digest(r[0], r[2])) for r in rows],
+    )
+    await _check_ref_key(conn, refs)
+    return len(rows)
+
+
+async def _check_ref_key(conn: Conn, refs: RefDigester) -> None:
+    sample = await conn.fetchrow(
+        "SELECT tenant_id, external_ref, external_ref_digest FROM subjects "
+        "WHERE external_ref IS NOT NULL AND external_ref_digest IS NOT NULL LIMIT 1"
+    )
+    if sample is not None:
+        refs.check_sample(sample[0], sample[1], sample[2])
+
+
+async def _enroll(conn: Conn, e: Enrolment, ref_digest: bytes) -> EnrolOutcome:
     await _ensure_tenant(conn, e.tenant_id)
     prior = await conn.fetchrow(
         "SELECT request_digest, response, subject_id FROM enrolments "
@@ -114,15 +145,19 @@ async def _enroll(conn: Conn, e: Enrolment) -> EnrolOutcome:
         if subject is None:
             raise NotFound("subject of the earlier enrolment is gone")
         return EnrolOutcome(subject=subject, response=bytes(prior[1]), replayed=True)
+    # An opted-out subject under the same reference does not block a new enrolment.
     existing = await _subject(
-        conn, "tenant_id = $1 AND external_ref = $2 FOR UPDATE", e.tenant_id, e.external_ref
+        conn,
+        "tenant_id = $1 AND external_ref_digest = $2 AND status <> 'opted_out' FOR UPDATE",
+        e.tenant_id,
+        ref_digest,
     )
     if existing is None:
         await conn.execute(
-            f"INSERT INTO subjects ({_rows.SUBJECT_COLUMNS}, updated_at) "  # noqa: S608
-            "VALUES ($1,$2,$3,$4,$5,$6,$6)",
+            f"INSERT INTO subjects ({_rows.SUBJECT_COLUMNS}, updated_at, external_ref_digest) "  # noqa: S608
+            "VALUES ($1,$2,$3,$4,$5,$6,$6,$7)",
             e.tenant_id, e.subject_id, e.external_ref, SubjectStatus.ENROLLED.value, e.key_id,
-            e.created_at,
+            e.created_at, ref_digest,
         )  # fmt: skip
     elif existing.status is not SubjectStatus.ENROLLED:
         raise FailedPrecondition("subject has opted out or is opting out")
@@ -212,8 +247,9 @@ async def _complete(conn: Conn, tenant_id: str, subject_id: str, audit: AuditEnt
 class PostgresTemplateStore:
     """``TemplateStore`` on PostgreSQL. Open with ``await PostgresTemplateStore.open(dsn)``."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, *, external_ref_key: bytes = DEV_KEY) -> None:
         self._pool = pool
+        self._refs = RefDigester(external_ref_key)
         self._closed = False
 
     @classmethod
@@ -226,7 +262,11 @@ class PostgresTemplateStore:
         min_size: int = 1,
         max_size: int = 10,
         command_timeout_s: float = 5.0,
+        external_ref_key: bytes = DEV_KEY,
     ) -> PostgresTemplateStore:
+        """Open the pool and migrate, or check the schema is current; ``external_ref_key`` must
+        be the key the reference digests were written with (another is ``StoreUnavailable``)."""
+        refs = RefDigester(external_ref_key)
         with translated():
             pool = await asyncpg.create_pool(
                 dsn,
@@ -235,7 +275,7 @@ class PostgresTemplateStore:
                 command_timeout=command_timeout_s,
                 timeout=command_timeout_s,
             )
-        store = cls(pool)
+        store = cls(pool, external_ref_key=external_ref_key)
         try:
             if migrate:
                 await store.migrate()
@@ -247,6 +287,7 @@ class PostgresTemplateStore:
                         f"database schema is at version {version}, this server needs {latest}: "
                         "run `bioauth db migrate`"
                     )
+                await store._read(lambda c: _check_ref_key(c, refs))
         except BaseException:
             await store.close()
             raise
@@ -271,7 +312,11 @@ class PostgresTemplateStore:
                 return await fn(conn)
 
     async def migrate(self) -> list[int]:
-        return await self._read(apply_migrations)
+        """Apply pending migrations, then fill in missing reference digests (every time, so a
+        crash between the two is healed by the next start)."""
+        applied = await self._read(apply_migrations)
+        await self._tx(lambda c: _backfill_refs(c, self._refs))
+        return applied
 
     async def schema_version(self) -> int:
         return await self._read(current_version)
@@ -280,11 +325,12 @@ class PostgresTemplateStore:
         _rows.check_enrolment(enrolment)
         if self._closed:
             raise StoreUnavailable("PostgreSQL store is closed")
+        digest = self._refs.digest(enrolment.tenant_id, enrolment.external_ref)
         for attempt in range(_ENROLMENT_RACE_RETRIES + 1):
             with translated():
                 try:
                     async with self._pool.acquire() as conn, conn.transaction():
-                        return await _enroll(conn, enrolment)
+                        return await _enroll(conn, enrolment, digest)
                 except asyncpg.UniqueViolationError as exc:
                     constraint = exc.constraint_name or ""
                     if constraint == "enrolments_pkey" and attempt < _ENROLMENT_RACE_RETRIES:
@@ -297,9 +343,8 @@ class PostgresTemplateStore:
         raise AssertionError("unreachable")
 
     async def get_subject(self, tenant_id: str, external_ref: str) -> SubjectRecord | None:
-        return await self._read(
-            lambda c: _subject(c, "tenant_id = $1 AND external_ref = $2", tenant_id, external_ref)
-        )
+        digest = self._refs.digest(tenant_id, external_ref)
+        return await self._read(lambda c: _subject(c, _BY_REF, tenant_id, digest))
 
     async def get_subject_by_id(self, tenant_id: str, subject_id: str) -> SubjectRecord | None:
         return await self._read(lambda c: _by_id(c, tenant_id, subject_id))

@@ -4,6 +4,9 @@ The store keeps only what the service layer needs and nothing it must not: templ
 leave sealed (``bioauth.crypto.envelope.SealedTemplate``: ciphertext, nonce, wrapped data key), so
 no backend ever sees an embedding. Subjects are known by the server's random pseudonymous id; the
 tenant's own reference for the person (``external_ref``) is kept only while they are enrolled.
+Each subject row also keeps a keyed digest of that reference for life (``bioauth.store._refs``),
+so a look-up by reference still finds an opted-out subject's withdrawal without the store holding
+the account number.
 
 Every state change that matters for accountability (enrolment, opt-out) writes its audit row in
 the same transaction as the change, so the audit log can never claim something the data does not
@@ -91,7 +94,8 @@ class SubjectRecord:
     tenant_id: str
     subject_id: str
     external_ref: str | None
-    """``None`` once opted out: the link back to the person is gone with the templates."""
+    """``None`` once opted out: the plaintext reference is gone with the templates (only its
+    keyed digest remains, so the tenant can still look up the withdrawal by reference)."""
     status: SubjectStatus
     key_id: str
     created_at: datetime
@@ -146,9 +150,11 @@ class AuditVerification:
 class Enrolment:
     """Everything one enrolment writes, atomically and idempotently on ``idempotency_key``.
 
-    A new subject is created when no subject has ``external_ref`` in the tenant; otherwise the
-    templates are added to the existing subject, whose ``subject_id`` and ``key_id`` must match
-    (read it first with ``get_subject`` and seal under its key).
+    A new subject is created when no live (enrolled or opting-out) subject has ``external_ref``
+    in the tenant, even if an opted-out one had it: a person may come back after leaving.
+    Otherwise the templates are added to the existing subject, whose ``subject_id`` and
+    ``key_id`` must match (read it first with ``get_subject`` and seal under its key); a subject
+    still opting out refuses with ``FailedPrecondition``.
     """
 
     tenant_id: str
@@ -222,7 +228,12 @@ class TemplateStore(Protocol):
         ...
 
     async def get_subject(self, tenant_id: str, external_ref: str) -> SubjectRecord | None:
-        """The subject the tenant knows as ``external_ref`` (any status), or ``None``."""
+        """The subject the tenant knows as ``external_ref``, found by its keyed digest, or ``None``.
+
+        The live (enrolled or opting-out) subject wins; without one, the most recent subject
+        that opted out under this reference (status ``OPTED_OUT``, withdrawn consent, no
+        templates). Subjects that completed opt-out before digests existed are not found.
+        """
         ...
 
     async def get_subject_by_id(self, tenant_id: str, subject_id: str) -> SubjectRecord | None: ...

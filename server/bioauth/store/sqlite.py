@@ -20,6 +20,7 @@ from typing import Any
 from bioauth.crypto.envelope import SealedTemplate
 from bioauth.errors import AlreadyExists, FailedPrecondition, NotFound, StoreUnavailable
 from bioauth.store import _rows
+from bioauth.store._refs import DEV_KEY, RefDigester
 from bioauth.store._sqlite_conn import SqliteConnections
 from bioauth.store._sqlite_migrate import apply_migrations, current_version
 from bioauth.store.audit import (
@@ -110,7 +111,39 @@ def _insert_template(conn: sqlite3.Connection, t: SealedTemplate) -> None:
     )  # fmt: skip
 
 
-def _enroll(conn: sqlite3.Connection, e: Enrolment) -> EnrolOutcome:
+# The subject a reference names: the live one if any, else the most recent that opted out.
+_BY_REF = (
+    "tenant_id = ? AND external_ref_digest = ? "
+    "ORDER BY status = 'opted_out', updated_at DESC, created_at DESC LIMIT 1"
+)
+_LIVE_BY_REF = "tenant_id = ? AND external_ref_digest = ? AND status <> 'opted_out'"
+
+
+def _backfill_refs(conn: sqlite3.Connection, refs: RefDigester) -> int:
+    """Digest the references of rows written before the digest column existed; check the key."""
+    rows = conn.execute(
+        "SELECT tenant_id, subject_id, external_ref FROM subjects "
+        "WHERE external_ref_digest IS NULL AND external_ref IS NOT NULL"
+    ).fetchall()
+    for tenant_id, subject_id, external_ref in rows:
+        conn.execute(
+            "UPDATE subjects SET external_ref_digest = ? WHERE tenant_id = ? AND subject_id = ?",
+            (refs.digest(tenant_id, external_ref), tenant_id, subject_id),
+        )
+    _check_ref_key(conn, refs)
+    return len(rows)
+
+
+def _check_ref_key(conn: sqlite3.Connection, refs: RefDigester) -> None:
+    sample = conn.execute(
+        "SELECT tenant_id, external_ref, external_ref_digest FROM subjects "
+        "WHERE external_ref IS NOT NULL AND external_ref_digest IS NOT NULL LIMIT 1"
+    ).fetchone()
+    if sample is not None:
+        refs.check_sample(sample[0], sample[1], sample[2])
+
+
+def _enroll(conn: sqlite3.Connection, e: Enrolment, ref_digest: bytes) -> EnrolOutcome:
     _ensure_tenant(conn, e.tenant_id)
     prior = conn.execute(
         "SELECT request_digest, response, subject_id FROM enrolments "
@@ -124,13 +157,15 @@ def _enroll(conn: sqlite3.Connection, e: Enrolment) -> EnrolOutcome:
         if subject is None:
             raise NotFound("subject of the earlier enrolment is gone")
         return EnrolOutcome(subject=subject, response=bytes(prior[1]), replayed=True)
-    existing = _subject(conn, "tenant_id = ? AND external_ref = ?", (e.tenant_id, e.external_ref))
+    # An opted-out subject under the same reference does not block a new enrolment.
+    existing = _subject(conn, _LIVE_BY_REF, (e.tenant_id, ref_digest))
     if existing is None:
         try:
             conn.execute(
-                f"INSERT INTO subjects ({_rows.SUBJECT_COLUMNS}, updated_at) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
+                f"INSERT INTO subjects ({_rows.SUBJECT_COLUMNS}, updated_at, external_ref_digest) "  # noqa: S608
+                "VALUES (?,?,?,?,?,?,?,?)",
                 (e.tenant_id, e.subject_id, e.external_ref, SubjectStatus.ENROLLED.value,
-                 e.key_id, _t(e.created_at), _t(e.created_at)),
+                 e.key_id, _t(e.created_at), _t(e.created_at), ref_digest),
             )  # fmt: skip
         except sqlite3.IntegrityError as exc:
             raise SubjectExists("subject id already taken") from exc
@@ -216,8 +251,16 @@ def _complete(conn: sqlite3.Connection, tenant_id: str, subject_id: str, audit: 
 class SqliteTemplateStore:
     """``TemplateStore`` on one SQLite file."""
 
-    def __init__(self, path: Path, *, readers: int = 2, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readers: int = 2,
+        busy_timeout_s: float = 5.0,
+        external_ref_key: bytes = DEV_KEY,
+    ) -> None:
         self._db = SqliteConnections(path, readers=readers, busy_timeout_s=busy_timeout_s)
+        self._refs = RefDigester(external_ref_key)
 
     @classmethod
     async def open(
@@ -228,12 +271,20 @@ class SqliteTemplateStore:
         verify_schema: bool = True,
         readers: int = 2,
         busy_timeout_s: float = 5.0,
+        external_ref_key: bytes = DEV_KEY,
     ) -> SqliteTemplateStore:
         """Open (creating the file 0600) and migrate, or check the schema is current.
 
         ``verify_schema=False`` skips the check (only ``bioauth db migrate`` wants that).
+        ``external_ref_key`` must be the key the store's reference digests were written with
+        (``StoreSettings.external_ref_key``); another one is refused with ``StoreUnavailable``.
         """
-        store = cls(path, readers=readers, busy_timeout_s=busy_timeout_s)
+        store = cls(
+            path,
+            readers=readers,
+            busy_timeout_s=busy_timeout_s,
+            external_ref_key=external_ref_key,
+        )
         await store._db.open()
         try:
             if migrate:
@@ -246,6 +297,7 @@ class SqliteTemplateStore:
                         f"database schema is at version {version}, this server needs {latest}: "
                         "run `bioauth db migrate`"
                     )
+                await store._db.read(lambda conn: _check_ref_key(conn, store._refs))
         except BaseException:
             await store.close()
             raise
@@ -260,21 +312,23 @@ class SqliteTemplateStore:
         return self._db.path
 
     async def migrate(self) -> list[int]:
-        return await self._db.write_raw(apply_migrations)
+        """Apply pending migrations, then fill in missing reference digests (every time, so a
+        crash between the two is healed by the next start)."""
+        applied = await self._db.write_raw(apply_migrations)
+        await self._db.write(lambda conn: _backfill_refs(conn, self._refs))
+        return applied
 
     async def schema_version(self) -> int:
         return await self._db.read(current_version)
 
     async def enroll(self, enrolment: Enrolment) -> EnrolOutcome:
         _rows.check_enrolment(enrolment)
-        return await self._db.write(lambda conn: _enroll(conn, enrolment))
+        digest = self._refs.digest(enrolment.tenant_id, enrolment.external_ref)
+        return await self._db.write(lambda conn: _enroll(conn, enrolment, digest))
 
     async def get_subject(self, tenant_id: str, external_ref: str) -> SubjectRecord | None:
-        return await self._db.read(
-            lambda conn: _subject(
-                conn, "tenant_id = ? AND external_ref = ?", (tenant_id, external_ref)
-            )
-        )
+        digest = self._refs.digest(tenant_id, external_ref)
+        return await self._db.read(lambda conn: _subject(conn, _BY_REF, (tenant_id, digest)))
 
     async def get_subject_by_id(self, tenant_id: str, subject_id: str) -> SubjectRecord | None:
         return await self._db.read(lambda conn: _by_id(conn, tenant_id, subject_id))

@@ -229,7 +229,6 @@ async def test_complete_opt_out_deletes_templates_and_the_link_to_the_person(
     )
     assert await store.complete_opt_out("bank-a", sid, audit=done) == len(sealed)
     assert await store.complete_opt_out("bank-a", sid, audit=done) == 0
-    assert await store.get_subject("bank-a", "card-1") is None
     gone = await store.get_subject_by_id("bank-a", sid)
     assert gone is not None
     assert gone.status is SubjectStatus.OPTED_OUT
@@ -245,6 +244,88 @@ async def test_complete_opt_out_deletes_templates_and_the_link_to_the_person(
     # The person may come back later as a new, unrelated subject.
     back, _ = await enroll_new(store, local_provider, "bank-a", "card-1", [faces[0].descriptor])
     assert back.subject.subject_id != sid
+
+
+async def _opt_out(store: TemplateStore, tenant_id: str, subject_id: str) -> None:
+    await store.mark_opt_out_pending(
+        tenant_id, subject_id, audit=AuditEntry(tenant_id, "opt_out.requested", now(), subject_id)
+    )
+    await store.complete_opt_out(
+        tenant_id, subject_id, audit=AuditEntry(tenant_id, "opt_out.completed", now(), subject_id)
+    )
+
+
+async def test_an_opted_out_subject_is_still_found_by_reference_and_may_enrol_again(
+    store: TemplateStore, local_provider: LocalKeyProvider, faces: list[Face]
+) -> None:
+    """After opt-out the reference (by its keyed digest) names the withdrawn subject: status,
+    consent with ``withdrawn_at``, no templates, no plaintext reference. Enrolling the reference
+    again makes a new subject, which then wins the look-up; the old row never blocks it."""
+    first, _ = await enroll_new(store, local_provider, "bank-a", "card-1", [faces[0].descriptor])
+    await enroll_new(store, local_provider, "bank-b", "card-1", [faces[1].descriptor])
+    old = first.subject.subject_id
+    await _opt_out(store, "bank-a", old)
+
+    found = await store.get_subject("bank-a", "card-1")
+    assert found is not None
+    assert (found.subject_id, found.status, found.external_ref) == (
+        old,
+        SubjectStatus.OPTED_OUT,
+        None,
+    )
+    assert found.consent is not None
+    assert found.consent.withdrawn_at is not None
+    assert found.consent.identification
+    assert await store.list_templates("bank-a", old) == []
+    other_tenant = await store.get_subject("bank-b", "card-1")
+    assert other_tenant is not None
+    assert other_tenant.status is SubjectStatus.ENROLLED
+    assert await store.get_subject("bank-a", "card-2") is None
+
+    second, sealed = await enroll_new(
+        store, local_provider, "bank-a", "card-1", [faces[2].descriptor]
+    )
+    new = second.subject.subject_id
+    assert new != old
+    live = await store.get_subject("bank-a", "card-1")
+    assert live is not None
+    assert (live.subject_id, live.status, live.external_ref) == (
+        new,
+        SubjectStatus.ENROLLED,
+        "card-1",
+    )
+    assert live.consent is not None
+    assert live.consent.withdrawn_at is None
+    assert [t.template_id for t in await store.list_templates("bank-a", new)] == [
+        t.template_id for t in sealed
+    ]
+    # More templates under the reference join the live subject, not the opted-out one.
+    more = await seal_all(local_provider, "bank-a", new, live.key_id, [faces[3].descriptor])
+    await store.enroll(enrolment("bank-a", "card-1", new, live.key_id, more))
+    assert len(await store.list_templates("bank-a", new)) == 2
+
+    # Leaving a second time: the look-up shows the latest withdrawal.
+    await _opt_out(store, "bank-a", new)
+    latest = await store.get_subject("bank-a", "card-1")
+    assert latest is not None
+    assert (latest.subject_id, latest.status) == (new, SubjectStatus.OPTED_OUT)
+    assert (await store.verify_audit_chain("bank-a")).ok
+
+
+async def test_a_reference_still_opting_out_refuses_a_new_enrolment(
+    store: TemplateStore, local_provider: LocalKeyProvider, faces: list[Face]
+) -> None:
+    """Only a completed opt-out frees the reference; while pending, a new subject is refused."""
+    first, _ = await enroll_new(store, local_provider, "bank-a", "card-1", [faces[0].descriptor])
+    sid = first.subject.subject_id
+    await store.mark_opt_out_pending(
+        "bank-a", sid, audit=AuditEntry("bank-a", "opt_out.requested", now(), sid)
+    )
+    with pytest.raises(FailedPrecondition):
+        await enroll_new(store, local_provider, "bank-a", "card-1", [faces[1].descriptor])
+    pending = await store.get_subject("bank-a", "card-1")
+    assert pending is not None
+    assert (pending.subject_id, pending.status) == (sid, SubjectStatus.OPT_OUT_PENDING)
 
 
 async def test_audit_chain_appends_in_order_and_verifies(store: TemplateStore) -> None:

@@ -215,6 +215,33 @@ async def test_opt_out_removes_from_gallery_and_stops_verification(world: World)
     assert view.status == "opted_out"
     assert view.withdrawn_at is not None
     assert view.template_count == 0
+    by_ref = await world.services.subjects.get(world.tenant.id, "acct-1", deadline=deadline())
+    assert (by_ref.subject_id, by_ref.status) == (subject_id, "opted_out")
+    assert by_ref.withdrawn_at == deleted.withdrawn_at
+    assert (by_ref.template_count, by_ref.model_ids) == (0, ())
+    again = await world.services.subjects.delete(world.tenant.id, "acct-1", deadline=deadline())
+    assert (again.done, again.subject_id, again.withdrawn_at) == (
+        True,
+        subject_id,
+        deleted.withdrawn_at,
+    )
+
+
+async def test_a_reference_enrols_again_after_opt_out_as_a_new_subject(world: World) -> None:
+    """The opted-out subject does not block the reference; the new, live one is what GetSubject
+    shows from then on, and it verifies."""
+    old = await _enrol(world, "acct-1", 1)
+    await world.services.subjects.delete(world.tenant.id, "acct-1", deadline=deadline())
+    new = await _enrol(world, "acct-1", 2)
+    assert new not in ("", old)
+    view = await world.services.subjects.get(world.tenant.id, "acct-1", deadline=deadline())
+    assert (view.subject_id, view.status, view.template_count) == (new, "enrolled", 1)
+    assert view.withdrawn_at is None
+    outcome = await world.services.verify.verify(
+        world.tenant, "acct-1", [_probe(world, 113, like=2)], transaction(), deadline=deadline()
+    )
+    assert outcome.decision is Decision.APPROVE
+    assert outcome.subject_id == new
 
 
 async def test_get_subject_shows_consent_but_no_biometric_data(world: World) -> None:
