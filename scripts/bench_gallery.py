@@ -188,12 +188,15 @@ def _bench_backends(
     out: dict[str, Any] = {}
     default = gallery.backend
     for spec in args.backends:
-        name, _, threads = spec.partition(":")
+        name, *counts = spec.split(":")
         backend: BackendName = "faiss" if name == "faiss" else "numpy"
+        threads = int(counts[0]) if counts else None
+        single = int(counts[1]) if len(counts) > 1 else 1
         # Same arrays, another kernel: no second copy of the gallery.
-        gallery.backend = make_backend(backend, int(threads) if threads else None)
+        gallery.backend = make_backend(backend, threads, single)
         scale = 1 if name == "numpy" else args.faiss_scale
-        out[f"{name}_threads_{gallery.backend.threads}"] = {
+        label = f"{name}_threads_{gallery.backend.threads}_single_{single}"
+        out[label] = {
             "single": _latency(gallery.search, probes, 1, max(5, args.single // scale)),
             f"batch_{args.batch}": _latency(
                 gallery.search, probes, args.batch, max(2, args.batches // scale)
@@ -297,8 +300,8 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         nargs="+",
-        default=["numpy:2", "numpy:1", "faiss:2"],
-        help="backend[:scan threads] to time over the same gallery",
+        default=["numpy:2", "numpy:2:2", "numpy:1", "faiss:2"],
+        help="backend[:scan threads for batches[:for one probe]] to time over the same gallery",
     )
     parser.add_argument(
         "--faiss-scale",

@@ -18,8 +18,8 @@ rows up the counted total stays below 1.25x of it, even at one row per subject w
 1-3 templates per subject). Below that, minimum allocations (256 rows, 64 subjects) dominate:
 a few hundred KiB at most.
 
-Concurrency: searches run in worker threads (``search_async`` uses ``asyncio.to_thread``; numpy
-and faiss release the GIL) while enrolment and opt-out mutate. A readers-writer lock lets several
+Concurrency: searches run in worker threads (``search_async`` uses ``asyncio.to_thread``; BLAS
+calls release the GIL) while enrolment and opt-out mutate. A readers-writer lock lets several
 searches share the arrays and gives a mutation exclusive use for the few microseconds it needs;
 a waiting mutation blocks new searches, so a stream of searches cannot starve opt-out. A search
 therefore sees the gallery either wholly before or wholly after a change.

@@ -184,6 +184,7 @@ class SearchBackend(Protocol):
 
     name: str
     threads: int
+    single_probe_threads: int
 
     def top_k(
         self, blocks: Sequence[NDArray[np.float32]], queries: NDArray[np.float32], k: int
@@ -230,15 +231,21 @@ class _BlockScanner:
     Measured on the shared 2-core machine (docs/benchmarks.md): multi-threaded BLAS and OpenMP
     kernels spin at a barrier per call, and when another process holds a core a one-probe scan
     went from about 55 ms to several hundred. Python threads that each run a one-thread kernel
-    on whole blocks (numpy and faiss release the GIL) degrade gracefully instead, so the
-    backends pin their library to one thread and parallelise here.
+    on whole blocks degrade gracefully instead, so the backends pin their library to one thread
+    and parallelise here.
+
+    A batch (compute-bound) is split over ``threads``; a single probe (memory-bound) over
+    ``single_probe_threads``, default 1: on the 2-core machine, splitting it gained little when
+    the machine was quiet and lost when another process held a core, since the answer waits for
+    the slower share. Concurrent searches already run in parallel on their own threads.
     """
 
-    def __init__(self, threads: int | None) -> None:
+    def __init__(self, threads: int | None, single_probe_threads: int = 1) -> None:
         count = threads if threads is not None else min(os.cpu_count() or 1, _MAX_THREADS)
-        if count < 1:
-            raise ValueError(f"threads must be >= 1, got {count}")
+        if count < 1 or single_probe_threads < 1:
+            raise ValueError(f"threads must be >= 1, got {count} and {single_probe_threads}")
         self.threads = count
+        self.single_probe_threads = min(single_probe_threads, count)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -248,7 +255,8 @@ class _BlockScanner:
         if not blocks:
             return _empty(queries.shape[0], k)
         starts = list(accumulate((block.shape[0] for block in blocks[:-1]), initial=0))
-        parts = min(self.threads, len(blocks))
+        wanted = self.single_probe_threads if queries.shape[0] == 1 else self.threads
+        parts = min(wanted, len(blocks))
         if parts <= 1:
             return self._scan(blocks, starts, queries, k)
         shares = [(blocks[i::parts], starts[i::parts]) for i in range(parts)]
@@ -296,8 +304,8 @@ class NumpyBackend(_BlockScanner):
 
     name = "numpy"
 
-    def __init__(self, threads: int | None = None) -> None:
-        super().__init__(threads)
+    def __init__(self, threads: int | None = None, single_probe_threads: int = 1) -> None:
+        super().__init__(threads, single_probe_threads)
         threadpool_limits(limits=1)
 
     def _scan(
@@ -357,8 +365,8 @@ class FaissBackend(_BlockScanner):
 
     name = "faiss"
 
-    def __init__(self, threads: int | None = None) -> None:
-        super().__init__(threads)
+    def __init__(self, threads: int | None = None, single_probe_threads: int = 1) -> None:
+        super().__init__(threads, single_probe_threads)
         import faiss  # a development extra: imported only when chosen
 
         threadpool_limits(limits=1)  # faiss brings its own OpenMP and OpenBLAS
@@ -390,10 +398,13 @@ class FaissBackend(_BlockScanner):
         return best
 
 
-def make_backend(name: BackendName, threads: int | None = None) -> SearchBackend:
-    """A backend by name; ``threads`` scanning threads (default: CPU count, at most 8)."""
+def make_backend(
+    name: BackendName, threads: int | None = None, single_probe_threads: int = 1
+) -> SearchBackend:
+    """A backend by name; ``threads`` scan threads for batches (default: CPU count, at most 8),
+    ``single_probe_threads`` for a one-probe search."""
     if name == "numpy":
-        return NumpyBackend(threads)
+        return NumpyBackend(threads, single_probe_threads)
     if name == "faiss":
-        return FaissBackend(threads)
+        return FaissBackend(threads, single_probe_threads)
     raise ValueError(f"unknown gallery backend {name!r}; expected 'numpy' or 'faiss'")

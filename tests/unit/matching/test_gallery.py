@@ -22,8 +22,8 @@ DIM = 24
 
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, SearchBackend]]:
-    """Two scan threads each, so the block split and merge are exercised too."""
-    made = {name: make_backend(name, threads=2) for name in ("numpy", "faiss")}
+    """Two scan threads each, for one probe too, so the block split and merge are exercised."""
+    made = {name: make_backend(name, 2, single_probe_threads=2) for name in ("numpy", "faiss")}
     yield made
     for backend in made.values():
         backend.close()
