@@ -10,13 +10,13 @@ that one inner product with an augmented probe ranks rows by the manifest's metr
 
 Storage is a list of blocks of ``block_rows`` rows each. Every block but the last is full; the
 last grows in steps of 1/16 of the gallery (at least 256 rows) and shrinks once more than 1/10 of
-the gallery is unused, so unused capacity stays under 10 % from a few thousand rows up, and a
+the gallery is unused, so unused capacity stays within 10 % from a few thousand rows up, and a
 growing gallery never copies more than one block nor holds two copies of itself. Removal moves
 the last row into the freed one (swap-with-last).
 
 Two interchangeable backends compute the top-k rows per probe over the blocks, each block scanned
 by a one-thread kernel and the blocks shared among a few worker threads: numpy (BLAS matrix
-product per block, then a threshold filter so only the first block is fully partitioned) and
+product per block, then a threshold filter so only a slice of the first block is partitioned) and
 faiss-cpu's brute-force ``knn`` over the same arrays (no copy). ``scripts/bench_gallery.py``
 compares them; numpy was faster on the reference machine (see docs/benchmarks.md), so it is the
 default, and faiss-cpu (a development extra) is imported only when asked for.
