@@ -177,6 +177,12 @@ async def _open_services(settings: Settings, closers: list[Closer]) -> Services:
     galleries = TenantGalleries(
         dim=manifest.embedding_size, metric=manifest.metric, reducer=reducer
     )
+
+    async def close_galleries() -> None:
+        # Stops the scan threads and drops the decrypted templates held in memory.
+        galleries.close()
+
+    closers.append(close_galleries)
     # Watermarks are read before the load, so the follower misses nothing committed during it.
     sync = await open_gallery_sync(
         settings, store=store, keys=keys, galleries=galleries, model_id=manifest.model_id
