@@ -191,11 +191,14 @@ def _bench_backends(
         name, *counts = spec.split(":")
         backend: BackendName = "faiss" if name == "faiss" else "numpy"
         threads = int(counts[0]) if counts else None
-        single = int(counts[1]) if len(counts) > 1 else 1
+        single = int(counts[1]) if len(counts) > 1 else None
         # Same arrays, another kernel: no second copy of the gallery.
         gallery.backend = make_backend(backend, threads, single)
         scale = 1 if name == "numpy" else args.faiss_scale
-        label = f"{name}_threads_{gallery.backend.threads}_single_{single}"
+        label = (
+            f"{name}_threads_{gallery.backend.threads}"
+            f"_single_{gallery.backend.single_probe_threads}"
+        )
         out[label] = {
             "single": _latency(gallery.search, probes, 1, max(5, args.single // scale)),
             f"batch_{args.batch}": _latency(
@@ -300,8 +303,8 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         nargs="+",
-        default=["numpy:2", "numpy:2:2", "numpy:1", "faiss:2"],
-        help="backend[:scan threads for batches[:for one probe]] to time over the same gallery",
+        default=["numpy", "numpy:2:1", "numpy:1", "faiss"],
+        help="backend[:scan threads for batches[:for one probe]] (defaults: the server's) to time over the same gallery",
     )
     parser.add_argument(
         "--faiss-scale",

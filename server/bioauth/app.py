@@ -31,6 +31,7 @@ from bioauth.inference.batcher import DynamicBatcher
 from bioauth.inference.engine import OnnxEngine
 from bioauth.inference.manifest import CALIBRATION_FILE, load_manifest
 from bioauth.matching.gallery import TenantGalleries
+from bioauth.matching.gallery_index import make_backend
 from bioauth.matching.gallery_reduce import reducer_for_rule
 from bioauth.matching.operating_points import Calibration, load_calibration
 from bioauth.modelbuild.build import ensure_built
@@ -175,7 +176,14 @@ async def _open_services(settings: Settings, closers: list[Closer]) -> Services:
     # Without calibration the gallery still needs a row layout; per-sample rows suit any rule.
     reducer = None if calibration is None else reducer_for_rule(calibration.fusion_rule)
     galleries = TenantGalleries(
-        dim=manifest.embedding_size, metric=manifest.metric, reducer=reducer
+        dim=manifest.embedding_size,
+        metric=manifest.metric,
+        reducer=reducer,
+        backend=make_backend(
+            settings.matching.gallery_backend,
+            settings.matching.gallery_scan_threads,
+            settings.matching.gallery_single_probe_threads,
+        ),
     )
 
     async def close_galleries() -> None:

@@ -165,6 +165,13 @@ class MatchingSettings(_Section):
     """Calibration file with the named operating points; default: beside the manifest."""
     identify_margin: float | None = None
     """Override of the calibrated 1:N ambiguity margin (tests only)."""
+    gallery_backend: Literal["numpy", "faiss"] = "numpy"
+    """Exact 1:N search kernel; numpy/BLAS measured faster than faiss-cpu (docs/benchmarks.md)."""
+    gallery_scan_threads: int | None = Field(default=None, ge=1, le=64)
+    """Threads that scan the gallery for a batch of probes (None: CPU count, at most 8)."""
+    gallery_single_probe_threads: int | None = Field(default=None, ge=1, le=64)
+    """Threads for a one-probe scan, which is bound by memory bandwidth (None: all scan threads;
+    1 keeps a loaded machine's other core free at the cost of a slower scan when it is idle)."""
 
 
 DEV_EXTERNAL_REF_KEY = "bioauth-development-external-ref-key"
