@@ -20,15 +20,12 @@ import numpy.typing as npt
 
 from bioauth.config import TenantSettings
 from bioauth.matching import policy
-from bioauth.matching.fusion import fuse_embeddings
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.matching.operating_points import Calibration
 from bioauth.service import _policy
-from bioauth.service._deadline import within
 from bioauth.service.decisions import Verdict
-from bioauth.service.domain import Decision, DecisionReason
-from bioauth.service.identify import best_two
-from bioauth.store.protocol import SubjectRecord, SubjectStatus, TemplateStore
+from bioauth.service.identify import decide_identify
+from bioauth.store.protocol import SubjectRecord, TemplateStore
 
 __all__ = ["Decided", "IdentifyTarget", "SessionTarget", "VerifyTarget"]
 
@@ -115,64 +112,17 @@ class IdentifyTarget:
     async def decide(
         self, probes: npt.NDArray[np.float32], *, final: bool, deadline: float | None
     ) -> Decided:
-        gallery = self._galleries.get(self._tenant.id)
-        size = len(gallery)
-        candidates: list[policy.Candidate] = []
-        if size:
-            results = await within(deadline, gallery.search_async(self._query(probes)), "search")
-            candidates = best_two(results)
-        outcome = policy.decide_identify(
-            candidates,
-            len(probes),
-            size,
-            self._calibration,
-            self._tenant.identify_fpir_target,
-            more_frames_possible=not final,
+        verdict, external_ref = await decide_identify(
+            probes,
+            tenant=self._tenant,
+            store=self._store,
+            galleries=self._galleries,
+            calibration=self._calibration,
             margin_override=self._margin_override,
+            deadline=deadline,
+            more_frames_possible=not final,
         )
-        verdict = _policy.from_identify(outcome)
-        if verdict.decision is not Decision.APPROVE:
-            return Decided(verdict)
-        # The gallery may lag the store by a moment (another replica's opt-out): the store has
-        # the last word before anyone is charged.
-        subject = await within(
-            deadline,
-            self._store.get_subject_by_id(self._tenant.id, verdict.subject_id),
-            "subject look-up",
-        )
-        if subject is None or not _searchable(subject) or subject.external_ref is None:
-            gallery.remove(verdict.subject_id)
-            return Decided(_no_candidate(verdict))
-        return Decided(verdict, subject.external_ref)
-
-    def _query(self, probes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """One fused vector under a template rule (the gallery's rows are fused the same way),
-        every frame otherwise."""
-        rule = self._calibration.fusion_rule
-        if rule.fuses_embeddings:
-            return fuse_embeddings(probes, rule).astype(np.float32)[None, :]
-        return probes
+        return Decided(verdict, external_ref)
 
     def close(self) -> None:
         return None
-
-
-def _searchable(subject: SubjectRecord) -> bool:
-    consent = subject.consent
-    return (
-        subject.status is SubjectStatus.ENROLLED
-        and consent is not None
-        and consent.identification
-        and consent.withdrawn_at is None
-    )
-
-
-def _no_candidate(verdict: Verdict) -> Verdict:
-    return Verdict(
-        decision=Decision.NO_MATCH,
-        reason=DecisionReason.NO_CANDIDATE,
-        band=None,
-        operating_point=verdict.operating_point,
-        enrolment_images=verdict.enrolment_images,
-        probe_images=verdict.probe_images,
-    )

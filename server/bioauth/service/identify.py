@@ -37,7 +37,7 @@ from bioauth.service.domain import (
 from bioauth.service.probes import FaceEmbedder
 from bioauth.store.protocol import SubjectRecord, SubjectStatus, TemplateStore
 
-__all__ = ["IdentifyService", "best_two"]
+__all__ = ["IdentifyService", "best_two", "decide_identify"]
 
 
 class IdentifyService:
@@ -76,36 +76,15 @@ class IdentifyService:
         if not usable:
             verdict = _policy.no_usable_probe()
         else:
-            gallery = self._galleries.get(tenant.id)
-            size = len(gallery)
-            candidates: list[policy.Candidate] = []
-            if size:
-                results = await within(
-                    deadline,
-                    gallery.search_async(_queries(calibration, np.stack(usable))),
-                    "search",
-                )
-                candidates = best_two(results)
-            outcome = policy.decide_identify(
-                candidates,
-                len(usable),
-                size,
-                calibration,
-                tenant.identify_fpir_target,
+            verdict, external_ref = await decide_identify(
+                np.stack(usable),
+                tenant=tenant,
+                store=self._store,
+                galleries=self._galleries,
+                calibration=calibration,
                 margin_override=self._margin_override,
+                deadline=deadline,
             )
-            verdict = _policy.from_identify(outcome)
-            if verdict.decision is Decision.APPROVE:
-                subject = await within(
-                    deadline,
-                    self._store.get_subject_by_id(tenant.id, verdict.subject_id),
-                    "subject look-up",
-                )
-                if subject is None or not _searchable(subject) or subject.external_ref is None:
-                    gallery.remove(verdict.subject_id)
-                    verdict = _stale(verdict)
-                else:
-                    external_ref = subject.external_ref
         return await self._recorder.record(
             tenant=tenant,
             operation=Operation.IDENTIFY,
@@ -116,6 +95,52 @@ class IdentifyService:
             external_ref=external_ref,
             deadline=deadline,
         )
+
+
+async def decide_identify(
+    probes: npt.NDArray[np.float32],
+    *,
+    tenant: TenantSettings,
+    store: TemplateStore,
+    galleries: TenantGalleries,
+    calibration: Calibration,
+    margin_override: float | None,
+    deadline: float | None,
+    more_frames_possible: bool = False,
+) -> tuple[Verdict, str]:
+    """The 1:N decision for embedded probes, and on approval the matched subject's reference.
+
+    Shared by Identify and the Authenticate session's identify target, so both search, decide
+    and re-check the match against the store the same way. The gallery may lag the store by a
+    moment (another replica's opt-out): the store has the last word before anyone is charged.
+    """
+    gallery = galleries.get(tenant.id)
+    size = len(gallery)
+    candidates: list[policy.Candidate] = []
+    if size:
+        results = await within(
+            deadline, gallery.search_async(_queries(calibration, probes)), "search"
+        )
+        candidates = best_two(results)
+    outcome = policy.decide_identify(
+        candidates,
+        len(probes),
+        size,
+        calibration,
+        tenant.identify_fpir_target,
+        more_frames_possible=more_frames_possible,
+        margin_override=margin_override,
+    )
+    verdict = _policy.from_identify(outcome)
+    if verdict.decision is not Decision.APPROVE:
+        return verdict, ""
+    subject = await within(
+        deadline, store.get_subject_by_id(tenant.id, verdict.subject_id), "subject look-up"
+    )
+    if subject is None or not _searchable(subject) or subject.external_ref is None:
+        gallery.remove(verdict.subject_id)
+        return _stale(verdict), ""
+    return verdict, subject.external_ref
 
 
 def _queries(calibration: Calibration, probes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
