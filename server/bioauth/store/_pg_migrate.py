@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bioauth.errors import StoreUnavailable
-from bioauth.store.migrations import Migration, load_migrations
+from bioauth.store.migrations import check_applied, load_migrations
 
 __all__ = ["apply_migrations", "current_version"]
 
@@ -28,22 +27,9 @@ async def _applied(conn: Any) -> dict[int, str]:
     return {int(r[0]): str(r[1]) for r in rows}
 
 
-def _check(applied: dict[int, str], known: list[Migration]) -> None:
-    by_version = {m.version: m for m in known}
-    for version, checksum in applied.items():
-        migration = by_version.get(version)
-        if migration is None:
-            raise StoreUnavailable(
-                f"database schema has migration {version}, newer than this server knows "
-                f"({len(known)}); upgrade the server"
-            )
-        if migration.checksum != checksum:
-            raise StoreUnavailable(f"migration {version} was edited after it was applied")
-
-
 async def current_version(conn: Any) -> int:
     applied = await _applied(conn)
-    _check(applied, load_migrations("postgresql"))
+    check_applied(applied, load_migrations("postgresql"))
     return max(applied, default=0)
 
 
@@ -54,7 +40,7 @@ async def apply_migrations(conn: Any) -> list[int]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await conn.execute(_CREATE)
         applied = await _applied(conn)
-        _check(applied, known)
+        check_applied(applied, known)
         for migration in known:
             if migration.version in applied:
                 continue

@@ -6,9 +6,8 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from bioauth.errors import StoreUnavailable
 from bioauth.store.audit import canonical_time
-from bioauth.store.migrations import Migration, load_migrations
+from bioauth.store.migrations import check_applied, load_migrations
 
 __all__ = ["apply_migrations", "current_version"]
 
@@ -45,22 +44,9 @@ def _applied(conn: sqlite3.Connection) -> dict[int, str]:
     return {int(v): c for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")}
 
 
-def _check(applied: dict[int, str], known: list[Migration]) -> None:
-    by_version = {m.version: m for m in known}
-    for version, checksum in applied.items():
-        migration = by_version.get(version)
-        if migration is None:
-            raise StoreUnavailable(
-                f"database schema has migration {version}, newer than this server knows "
-                f"({len(known)}); upgrade the server"
-            )
-        if migration.checksum != checksum:
-            raise StoreUnavailable(f"migration {version} was edited after it was applied")
-
-
 def current_version(conn: sqlite3.Connection) -> int:
     applied = _applied(conn)
-    _check(applied, load_migrations("sqlite"))
+    check_applied(applied, load_migrations("sqlite"))
     return max(applied, default=0)
 
 
@@ -72,7 +58,7 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
         try:
             conn.execute(_CREATE)
             applied = _applied(conn)
-            _check(applied, load_migrations("sqlite"))
+            check_applied(applied, load_migrations("sqlite"))
             if migration.version in applied:
                 conn.execute("COMMIT")
                 continue

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
-__all__ = ["Migration", "load_migrations"]
+from bioauth.errors import StoreUnavailable
+
+__all__ = ["Migration", "check_applied", "load_migrations"]
 
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -46,3 +48,18 @@ def load_migrations(backend: Literal["sqlite", "postgresql"]) -> list[Migration]
             f"{backend} migrations must be numbered 1..n without gaps, got {versions}"
         )
     return found
+
+
+def check_applied(applied: dict[int, str], known: list[Migration]) -> None:
+    """Refuse a database ahead of this server, or one whose applied migration was edited since;
+    ``applied`` maps each recorded version to its checksum (same rule for every backend)."""
+    by_version = {m.version: m for m in known}
+    for version, checksum in applied.items():
+        migration = by_version.get(version)
+        if migration is None:
+            raise StoreUnavailable(
+                f"database schema has migration {version}, newer than this server knows "
+                f"({len(known)}); upgrade the server"
+            )
+        if migration.checksum != checksum:
+            raise StoreUnavailable(f"migration {version} was edited after it was applied")
