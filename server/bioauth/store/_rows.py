@@ -1,4 +1,5 @@
-"""Column lists and row-to-record conversion shared by both backends."""
+"""Column lists, SQL fragments, row-to-record conversion and the dialect-free checks of an
+enrolment or opt-out, shared by both backends (each keeps only its own SQL and driver calls)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from bioauth.crypto.envelope import SealedTemplate
-from bioauth.errors import InvalidInput
+from bioauth.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound
 from bioauth.store.audit import decode_details
 from bioauth.store.protocol import (
     AuditEntry,
     AuditRecord,
     Consent,
     Enrolment,
+    EnrolOutcome,
+    SubjectExists,
     SubjectRecord,
     SubjectStatus,
 )
@@ -28,6 +31,25 @@ AUDIT_COLUMNS = (
     "tenant_id, seq, prev_hash, row_hash, at, operation, subject_id, decision, score_band, "
     "operating_point, model_id, token_jti, details"
 )
+
+TEMPLATE_COLUMNS_T = ", ".join("t." + c.strip() for c in TEMPLATE_COLUMNS.split(","))
+"""``TEMPLATE_COLUMNS`` qualified by the alias ``t``, for queries that join."""
+
+ENROLLED = (
+    "EXISTS (SELECT 1 FROM subjects s WHERE s.tenant_id = t.tenant_id "
+    "AND s.subject_id = t.subject_id AND s.status = 'enrolled')"
+)
+# A subject in the 1:N gallery: enrolled, and its newest consent allows 1:N and is not withdrawn.
+GALLERY_SUBJECT = (
+    "s.status = 'enrolled' AND (SELECT c.identification AND c.withdrawn_at IS NULL "
+    "FROM consents c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.subject_id "
+    "ORDER BY c.id DESC LIMIT 1) IS TRUE"
+)
+GALLERY = (
+    "EXISTS (SELECT 1 FROM subjects s WHERE s.tenant_id = t.tenant_id "  # noqa: S608
+    f"AND s.subject_id = t.subject_id AND {GALLERY_SUBJECT})"
+)
+"""A template ``t`` whose subject is in the 1:N gallery."""
 
 TimeIn = Callable[[Any], datetime]
 
@@ -107,3 +129,36 @@ def check_enrolment(enrolment: Enrolment) -> None:
             enrolment.key_id,
         ):
             raise InvalidInput("template sealed for another subject or key", field="templates")
+
+
+def replayed_enrolment(
+    e: Enrolment, stored_digest: bytes, stored_response: bytes, subject: SubjectRecord | None
+) -> EnrolOutcome:
+    """The answer to a retried enrolment whose idempotency key is already stored: the first
+    answer again, unless the key was used for a different request or its subject is gone."""
+    if stored_digest != e.request_digest:
+        raise AlreadyExists("idempotency key already used for a different enrolment")
+    if subject is None:
+        raise NotFound("subject of the earlier enrolment is gone")
+    return EnrolOutcome(subject=subject, response=stored_response, replayed=True)
+
+
+def check_live_subject(existing: SubjectRecord, e: Enrolment) -> None:
+    """A live subject already under the enrolment's reference may only gain templates when it
+    is the same subject, still enrolled, under the same key."""
+    if existing.status is not SubjectStatus.ENROLLED:
+        raise FailedPrecondition("subject has opted out or is opting out")
+    if (existing.subject_id, existing.key_id) != (e.subject_id, e.key_id):
+        raise SubjectExists("this external reference is enrolled under another subject id")
+
+
+def opt_out_to_complete(subject: SubjectRecord | None) -> bool:
+    """Whether completing the opt-out has work to do (False: already done, so a retry is a
+    no-op); an unknown subject or one not marked pending first is refused."""
+    if subject is None:
+        raise NotFound("no such subject")
+    if subject.status is SubjectStatus.OPTED_OUT:
+        return False
+    if subject.status is not SubjectStatus.OPT_OUT_PENDING:
+        raise FailedPrecondition("opt-out must be marked pending before it completes")
+    return True

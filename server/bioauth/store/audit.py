@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 import rfc8785
@@ -31,6 +31,7 @@ __all__ = [
     "chain_hash",
     "decode_details",
     "encode_details",
+    "verify_chain",
 ]
 
 GENESIS_HASH = bytes(32)
@@ -169,3 +170,21 @@ class ChainVerifier:
             bad_seq=self._bad_seq,
             reason=self._reason,
         )
+
+
+async def verify_chain(
+    tenant_id: str,
+    read_page: Callable[[int], Awaitable[list[AuditRecord]]],
+    read_head: Callable[[], Awaitable[tuple[int, bytes] | None]],
+) -> AuditVerification:
+    """Walk a tenant's chain page by page (``read_page(after_seq)``), stopping at the first
+    failure, then hold it against the stored head (``None`` where the tenant has none)."""
+    verifier = ChainVerifier(tenant_id)
+    after = 0
+    while not verifier.failed:
+        page = await read_page(after)
+        if not page:
+            break
+        verifier.feed(page)
+        after = page[-1].seq
+    return verifier.finish(await read_head())

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 import asyncpg
 
 from bioauth.crypto.envelope import SealedTemplate
-from bioauth.errors import AlreadyExists, FailedPrecondition, NotFound, StoreUnavailable
+from bioauth.errors import AlreadyExists, NotFound, StoreUnavailable
 from bioauth.store import _rows
 from bioauth.store._pg_errors import translated
 from bioauth.store._pg_migrate import apply_migrations, current_version
 from bioauth.store._refs import DEV_KEY, RefDigester
-from bioauth.store.audit import GENESIS_HASH, ChainVerifier, chain_hash, encode_details
-from bioauth.store.migrations import load_migrations
+from bioauth.store.audit import GENESIS_HASH, chain_hash, encode_details, verify_chain
+from bioauth.store.migrations import require_current
 from bioauth.store.notify import notify_gallery_change
 from bioauth.store.protocol import (
     AuditEntry,
@@ -139,12 +139,8 @@ async def _enroll(conn: Conn, e: Enrolment, ref_digest: bytes) -> EnrolOutcome:
         e.idempotency_key,
     )
     if prior is not None:
-        if bytes(prior[0]) != e.request_digest:
-            raise AlreadyExists("idempotency key already used for a different enrolment")
         subject = await _by_id(conn, e.tenant_id, prior[2])
-        if subject is None:
-            raise NotFound("subject of the earlier enrolment is gone")
-        return EnrolOutcome(subject=subject, response=bytes(prior[1]), replayed=True)
+        return _rows.replayed_enrolment(e, bytes(prior[0]), bytes(prior[1]), subject)
     # An opted-out subject under the same reference does not block a new enrolment.
     existing = await _subject(
         conn,
@@ -159,10 +155,8 @@ async def _enroll(conn: Conn, e: Enrolment, ref_digest: bytes) -> EnrolOutcome:
             e.tenant_id, e.subject_id, e.external_ref, SubjectStatus.ENROLLED.value, e.key_id,
             e.created_at, ref_digest,
         )  # fmt: skip
-    elif existing.status is not SubjectStatus.ENROLLED:
-        raise FailedPrecondition("subject has opted out or is opting out")
-    elif (existing.subject_id, existing.key_id) != (e.subject_id, e.key_id):
-        raise SubjectExists("this external reference is enrolled under another subject id")
+    else:
+        _rows.check_live_subject(existing, e)
     c = e.consent
     await conn.execute(
         f"INSERT INTO consents (tenant_id, subject_id, {_rows.CONSENT_COLUMNS}) "  # noqa: S608
@@ -223,12 +217,8 @@ async def _complete(conn: Conn, tenant_id: str, subject_id: str, audit: AuditEnt
     subject = await _subject(
         conn, "tenant_id = $1 AND subject_id = $2 FOR UPDATE", tenant_id, subject_id
     )
-    if subject is None:
-        raise NotFound("no such subject")
-    if subject.status is SubjectStatus.OPTED_OUT:
+    if not _rows.opt_out_to_complete(subject):
         return 0
-    if subject.status is not SubjectStatus.OPT_OUT_PENDING:
-        raise FailedPrecondition("opt-out must be marked pending before it completes")
     status = await conn.execute(
         "DELETE FROM templates WHERE tenant_id = $1 AND subject_id = $2", tenant_id, subject_id
     )
@@ -280,13 +270,7 @@ class PostgresTemplateStore:
             if migrate:
                 await store.migrate()
             elif verify_schema:
-                version = await store.schema_version()
-                latest = len(load_migrations("postgresql"))
-                if version != latest:
-                    raise StoreUnavailable(
-                        f"database schema is at version {version}, this server needs {latest}: "
-                        "run `bioauth db migrate`"
-                    )
+                require_current(await store.schema_version(), "postgresql")
                 await store._read(lambda c: _check_ref_key(c, refs))
         except BaseException:
             await store.close()
@@ -352,8 +336,8 @@ class PostgresTemplateStore:
     async def list_templates(self, tenant_id: str, subject_id: str) -> list[SealedTemplate]:
         rows = await self._read(
             lambda c: c.fetch(
-                f"SELECT {_TEMPLATE_COLUMNS_T} FROM templates t "  # noqa: S608
-                f"WHERE t.tenant_id = $1 AND t.subject_id = $2 AND {_ENROLLED} "
+                f"SELECT {_rows.TEMPLATE_COLUMNS_T} FROM templates t "  # noqa: S608
+                f"WHERE t.tenant_id = $1 AND t.subject_id = $2 AND {_rows.ENROLLED} "
                 "ORDER BY t.created_at, t.template_id",
                 tenant_id,
                 subject_id,
@@ -367,7 +351,7 @@ class PostgresTemplateStore:
         n = len(args)
         rows = await self._read(
             lambda c: c.fetch(
-                f"SELECT {_TEMPLATE_COLUMNS_T} FROM templates t "  # noqa: S608
+                f"SELECT {_rows.TEMPLATE_COLUMNS_T} FROM templates t "  # noqa: S608
                 f"WHERE {where} AND t.template_id > ${n + 1} ORDER BY t.template_id LIMIT ${n + 2}",
                 *args,
                 after,
@@ -381,7 +365,7 @@ class PostgresTemplateStore:
     ) -> AsyncIterator[list[SealedTemplate]]:
         after = ""
         while page := await self._template_page(
-            f"t.tenant_id = $1 AND {_GALLERY}", (tenant_id,), after, batch_size
+            f"t.tenant_id = $1 AND {_rows.GALLERY}", (tenant_id,), after, batch_size
         ):
             yield page
             after = page[-1].template_id
@@ -389,7 +373,7 @@ class PostgresTemplateStore:
     async def count_identification_subjects(self, tenant_id: str) -> int:
         value = await self._read(
             lambda c: c.fetchval(
-                f"SELECT count(*) FROM subjects s WHERE s.tenant_id = $1 AND {_GALLERY_SUBJECT}",  # noqa: S608
+                f"SELECT count(*) FROM subjects s WHERE s.tenant_id = $1 AND {_rows.GALLERY_SUBJECT}",  # noqa: S608
                 tenant_id,
             )
         )
@@ -434,20 +418,18 @@ class PostgresTemplateStore:
         return [_rows.audit_from_row(r, _parse) for r in rows]
 
     async def verify_audit_chain(self, tenant_id: str) -> AuditVerification:
-        verifier = ChainVerifier(tenant_id)
-        after = 0
-        while not verifier.failed:
-            page = await self.read_audit(tenant_id, after_seq=after, limit=_AUDIT_PAGE)
-            if not page:
-                break
-            verifier.feed(page)
-            after = page[-1].seq
-        head = await self._read(
-            lambda c: c.fetchrow(
-                "SELECT seq, row_hash FROM audit_heads WHERE tenant_id = $1", tenant_id
+        async def page(after: int) -> list[AuditRecord]:
+            return await self.read_audit(tenant_id, after_seq=after, limit=_AUDIT_PAGE)
+
+        async def head() -> tuple[int, bytes] | None:
+            row = await self._read(
+                lambda c: c.fetchrow(
+                    "SELECT seq, row_hash FROM audit_heads WHERE tenant_id = $1", tenant_id
+                )
             )
-        )
-        return verifier.finish(None if head is None else (int(head[0]), bytes(head[1])))
+            return None if row is None else (int(row[0]), bytes(row[1]))
+
+        return await verify_chain(tenant_id, page, head)
 
     async def audit_tenants(self) -> list[str]:
         rows = await self._read(lambda c: c.fetch("SELECT tenant_id FROM audit_heads ORDER BY 1"))
@@ -476,7 +458,7 @@ class PostgresTemplateStore:
         self, *, batch_size: int = 500
     ) -> AsyncIterator[list[SealedTemplate]]:
         after = ""
-        while page := await self._template_page(_ENROLLED, (), after, batch_size):
+        while page := await self._template_page(_rows.ENROLLED, (), after, batch_size):
             yield page
             after = page[-1].template_id
 
@@ -511,23 +493,3 @@ class PostgresTemplateStore:
         self._closed = True
         with translated():
             await self._pool.close()
-
-
-_TEMPLATE_COLUMNS_T = ", ".join("t." + c.strip() for c in _rows.TEMPLATE_COLUMNS.split(","))
-_ENROLLED = (
-    "EXISTS (SELECT 1 FROM subjects s WHERE s.tenant_id = t.tenant_id "
-    "AND s.subject_id = t.subject_id AND s.status = 'enrolled')"
-)
-# A subject in the 1:N gallery: enrolled, and its newest consent allows 1:N and is not withdrawn.
-_GALLERY_SUBJECT = (
-    "s.status = 'enrolled' AND (SELECT c.identification AND c.withdrawn_at IS NULL "
-    "FROM consents c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.subject_id "
-    "ORDER BY c.id DESC LIMIT 1) IS TRUE"
-)
-_GALLERY = (
-    "EXISTS (SELECT 1 FROM subjects s WHERE s.tenant_id = t.tenant_id "
-    "AND s.subject_id = t.subject_id AND s.status = 'enrolled' "
-    "AND (SELECT c.identification AND c.withdrawn_at IS NULL "
-    "FROM consents c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.subject_id "
-    "ORDER BY c.id DESC LIMIT 1) IS TRUE)"
-)

@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from bioauth.crypto.envelope import SealedTemplate
-from bioauth.errors import AlreadyExists, FailedPrecondition, NotFound, StoreUnavailable
+from bioauth.errors import AlreadyExists, NotFound, StoreUnavailable
 from bioauth.store import _rows
 from bioauth.store._refs import DEV_KEY, RefDigester
 from bioauth.store._sqlite_conn import SqliteConnections
 from bioauth.store._sqlite_migrate import apply_migrations, current_version
 from bioauth.store.audit import (
     GENESIS_HASH,
-    ChainVerifier,
     canonical_time,
     chain_hash,
     encode_details,
+    verify_chain,
 )
-from bioauth.store.migrations import load_migrations
+from bioauth.store.migrations import require_current
 from bioauth.store.protocol import (
     AuditEntry,
     AuditRecord,
@@ -151,12 +151,8 @@ def _enroll(conn: sqlite3.Connection, e: Enrolment, ref_digest: bytes) -> EnrolO
         (e.tenant_id, e.idempotency_key),
     ).fetchone()
     if prior is not None:
-        if bytes(prior[0]) != e.request_digest:
-            raise AlreadyExists("idempotency key already used for a different enrolment")
         subject = _by_id(conn, e.tenant_id, prior[2])
-        if subject is None:
-            raise NotFound("subject of the earlier enrolment is gone")
-        return EnrolOutcome(subject=subject, response=bytes(prior[1]), replayed=True)
+        return _rows.replayed_enrolment(e, bytes(prior[0]), bytes(prior[1]), subject)
     # An opted-out subject under the same reference does not block a new enrolment.
     existing = _subject(conn, _LIVE_BY_REF, (e.tenant_id, ref_digest))
     if existing is None:
@@ -169,10 +165,8 @@ def _enroll(conn: sqlite3.Connection, e: Enrolment, ref_digest: bytes) -> EnrolO
             )  # fmt: skip
         except sqlite3.IntegrityError as exc:
             raise SubjectExists("subject id already taken") from exc
-    elif existing.status is not SubjectStatus.ENROLLED:
-        raise FailedPrecondition("subject has opted out or is opting out")
-    elif (existing.subject_id, existing.key_id) != (e.subject_id, e.key_id):
-        raise SubjectExists("this external reference is enrolled under another subject id")
+    else:
+        _rows.check_live_subject(existing, e)
     c = e.consent
     conn.execute(
         f"INSERT INTO consents (tenant_id, subject_id, {_rows.CONSENT_COLUMNS}) "  # noqa: S608
@@ -227,12 +221,8 @@ def _mark_pending(
 
 def _complete(conn: sqlite3.Connection, tenant_id: str, subject_id: str, audit: AuditEntry) -> int:
     subject = _by_id(conn, tenant_id, subject_id)
-    if subject is None:
-        raise NotFound("no such subject")
-    if subject.status is SubjectStatus.OPTED_OUT:
+    if not _rows.opt_out_to_complete(subject):
         return 0
-    if subject.status is not SubjectStatus.OPT_OUT_PENDING:
-        raise FailedPrecondition("opt-out must be marked pending before it completes")
     deleted = conn.execute(
         "DELETE FROM templates WHERE tenant_id = ? AND subject_id = ?", (tenant_id, subject_id)
     ).rowcount
@@ -290,13 +280,7 @@ class SqliteTemplateStore:
             if migrate:
                 await store.migrate()
             elif verify_schema:
-                version = await store.schema_version()
-                latest = len(load_migrations("sqlite"))
-                if version != latest:
-                    raise StoreUnavailable(
-                        f"database schema is at version {version}, this server needs {latest}: "
-                        "run `bioauth db migrate`"
-                    )
+                require_current(await store.schema_version(), "sqlite")
                 await store._db.read(lambda conn: _check_ref_key(conn, store._refs))
         except BaseException:
             await store.close()
@@ -353,7 +337,7 @@ class SqliteTemplateStore:
         while True:
             page = await self._db.read(
                 functools.partial(
-                    _template_page, where=f"t.tenant_id = ? AND {_GALLERY}", args=(tenant_id,),
+                    _template_page, where=f"t.tenant_id = ? AND {_rows.GALLERY}", args=(tenant_id,),
                     after=after, limit=batch_size,
                 )
             )  # fmt: skip
@@ -365,7 +349,7 @@ class SqliteTemplateStore:
     async def count_identification_subjects(self, tenant_id: str) -> int:
         def run(conn: sqlite3.Connection) -> int:
             row = conn.execute(
-                f"SELECT count(*) FROM subjects s WHERE s.tenant_id = ? AND {_GALLERY_SUBJECT}",  # noqa: S608
+                f"SELECT count(*) FROM subjects s WHERE s.tenant_id = ? AND {_rows.GALLERY_SUBJECT}",  # noqa: S608
                 (tenant_id,),
             ).fetchone()
             return int(row[0])
@@ -416,20 +400,18 @@ class SqliteTemplateStore:
         return await self._db.read(run)
 
     async def verify_audit_chain(self, tenant_id: str) -> AuditVerification:
-        verifier = ChainVerifier(tenant_id)
-        after = 0
-        while not verifier.failed:
-            page = await self.read_audit(tenant_id, after_seq=after, limit=_AUDIT_PAGE)
-            if not page:
-                break
-            verifier.feed(page)
-            after = page[-1].seq
-        head = await self._db.read(
-            lambda conn: conn.execute(
-                "SELECT seq, row_hash FROM audit_heads WHERE tenant_id = ?", (tenant_id,)
-            ).fetchone()
-        )
-        return verifier.finish(None if head is None else (int(head[0]), bytes(head[1])))
+        async def page(after: int) -> list[AuditRecord]:
+            return await self.read_audit(tenant_id, after_seq=after, limit=_AUDIT_PAGE)
+
+        async def head() -> tuple[int, bytes] | None:
+            row = await self._db.read(
+                lambda conn: conn.execute(
+                    "SELECT seq, row_hash FROM audit_heads WHERE tenant_id = ?", (tenant_id,)
+                ).fetchone()
+            )
+            return None if row is None else (int(row[0]), bytes(row[1]))
+
+        return await verify_chain(tenant_id, page, head)
 
     async def audit_tenants(self) -> list[str]:
         rows = await self._db.read(
@@ -455,7 +437,7 @@ class SqliteTemplateStore:
         while True:
             page = await self._db.read(
                 functools.partial(
-                    _template_page, where=_ENROLLED, args=(), after=after, limit=batch_size
+                    _template_page, where=_rows.ENROLLED, args=(), after=after, limit=batch_size
                 )
             )
             if not page:
@@ -493,30 +475,11 @@ class SqliteTemplateStore:
         await self._db.close()
 
 
-# A subject in the 1:N gallery: enrolled, and its newest consent allows 1:N and is not withdrawn.
-_GALLERY_SUBJECT = (
-    "s.status = 'enrolled' AND (SELECT c.identification AND c.withdrawn_at IS NULL "
-    "FROM consents c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.subject_id "
-    "ORDER BY c.id DESC LIMIT 1) IS TRUE"
-)
-_GALLERY = (
-    "EXISTS (SELECT 1 FROM subjects s WHERE s.tenant_id = t.tenant_id "
-    "AND s.subject_id = t.subject_id AND s.status = 'enrolled' "
-    "AND (SELECT c.identification AND c.withdrawn_at IS NULL "
-    "FROM consents c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.subject_id "
-    "ORDER BY c.id DESC LIMIT 1) IS TRUE)"
-)
-_ENROLLED = (
-    "EXISTS (SELECT 1 FROM subjects s WHERE s.tenant_id = t.tenant_id "
-    "AND s.subject_id = t.subject_id AND s.status = 'enrolled')"
-)
-
-
 def _template_page(
     conn: sqlite3.Connection, *, where: str, args: tuple[Any, ...], after: str, limit: int
 ) -> list[SealedTemplate]:
     rows = conn.execute(
-        f"SELECT {_TEMPLATE_COLUMNS_T} FROM templates t "  # noqa: S608
+        f"SELECT {_rows.TEMPLATE_COLUMNS_T} FROM templates t "  # noqa: S608
         f"WHERE {where} AND t.template_id > ? ORDER BY t.template_id LIMIT ?",
         (*args, after, limit),
     ).fetchall()
@@ -533,6 +496,3 @@ def _subject_key_page(
         (*after, limit),
     ).fetchall()
     return [SubjectKey(tenant_id=t, subject_id=s, key_id=k) for t, s, k in rows]
-
-
-_TEMPLATE_COLUMNS_T = ", ".join("t." + c.strip() for c in _rows.TEMPLATE_COLUMNS.split(","))

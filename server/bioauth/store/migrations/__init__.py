@@ -16,7 +16,7 @@ from typing import Literal
 
 from bioauth.errors import StoreUnavailable
 
-__all__ = ["Migration", "check_applied", "load_migrations"]
+__all__ = ["Migration", "check_applied", "load_migrations", "require_current"]
 
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -63,3 +63,13 @@ def check_applied(applied: dict[int, str], known: list[Migration]) -> None:
             )
         if migration.checksum != checksum:
             raise StoreUnavailable(f"migration {version} was edited after it was applied")
+
+
+def require_current(version: int, backend: Literal["sqlite", "postgresql"]) -> None:
+    """Refuse to serve from a database whose schema is not the one this server's code expects."""
+    latest = len(load_migrations(backend))
+    if version != latest:
+        raise StoreUnavailable(
+            f"database schema is at version {version}, this server needs {latest}: "
+            "run `bioauth db migrate`"
+        )
