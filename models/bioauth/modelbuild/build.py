@@ -15,7 +15,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bioauth.errors import FailedPrecondition
 from bioauth.inference.manifest import (
     ModelManifest,
     QuantizedSourceSpec,
@@ -23,6 +22,7 @@ from bioauth.inference.manifest import (
     load_manifest,
 )
 from bioauth.modelbuild import dlib_converter
+from bioauth.modelbuild.errors import ModelBuildError
 from bioauth.modelbuild.sources import (
     SourceMissing,
     package_file,
@@ -38,10 +38,6 @@ CACHED_MANIFEST = "manifest.json"
 _CONVERTERS: dict[str, Callable[[bytes], bytes]] = {
     dlib_converter.CONVERTER: lambda weights: dlib_converter.convert(weights).onnx_bytes,
 }
-
-
-class ModelBuildError(FailedPrecondition):
-    """The model file cannot be produced or does not match its committed manifest."""
 
 
 def cached_onnx_path(manifest: ModelManifest, cache_dir: Path) -> Path:
@@ -124,9 +120,18 @@ def ensure_built(manifest_path: Path, cache_dir: Path) -> Path:
 def _build(manifest_path: Path, source: SourceSpec | QuantizedSourceSpec, cache_dir: Path) -> bytes:
     if isinstance(source, QuantizedSourceSpec):
         # Imported here: ONNX Runtime's quantizer is needed only for quantized models.
-        from bioauth.modelbuild.quantize import build_quantized
+        from bioauth.modelbuild.quantize import quantize_base
 
-        return build_quantized(manifest_path, source, cache_dir)
+        base_path = manifest_path.parent / source.base_manifest
+        base = load_manifest(base_path)
+        if base.onnx.sha256 != source.base_sha256:
+            raise ModelBuildError(
+                f"{manifest_path} quantizes the model with SHA-256 {source.base_sha256}, but "
+                f"{base_path} now describes {base.onnx.sha256}: recalibrate the quantized model"
+            )
+        return quantize_base(
+            manifest_path, source, base.model_id, ensure_built(base_path, cache_dir)
+        )
     return build_onnx(source)
 
 

@@ -49,15 +49,15 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from bioauth.inference.manifest import QuantizedSourceSpec, load_manifest
-from bioauth.modelbuild.build import ModelBuildError, ensure_built
+from bioauth.inference.manifest import QuantizedSourceSpec
+from bioauth.modelbuild.errors import ModelBuildError
 from bioauth.modelbuild.sources import sha256_bytes
 
 __all__ = [
     "QUANTIZER",
     "RANGES_SCHEMA",
     "Ranges",
-    "build_quantized",
+    "quantize_base",
     "calibrate",
     "quantize",
     "quantized_model_id",
@@ -223,16 +223,10 @@ def quantized_model_id(prefix: str, source: QuantizedSourceSpec) -> str:
     return f"{prefix}-{digest[:16]}"
 
 
-def build_quantized(manifest_path: Path, source: QuantizedSourceSpec, cache_dir: Path) -> bytes:
-    """Quantize the base model named by ``source`` (built into ``cache_dir`` if needed)."""
-    base_path = manifest_path.parent / source.base_manifest
-    base = load_manifest(base_path)
-    if base.onnx.sha256 != source.base_sha256:
-        raise ModelBuildError(
-            f"{manifest_path} quantizes the model with SHA-256 {source.base_sha256}, but "
-            f"{base_path} now describes {base.onnx.sha256}: recalibrate the quantized model"
-        )
-    base_onnx = ensure_built(base_path, cache_dir)
+def quantize_base(
+    manifest_path: Path, source: QuantizedSourceSpec, base_model_id: str, base_onnx: Path
+) -> bytes:
+    """Quantize the already built base model with the committed ranges the manifest names."""
     ranges = read_ranges(manifest_path.parent / source.ranges_file, source.ranges_sha256)
-    _log.info("quantizing %s with %d activation ranges", base.model_id, len(ranges))
+    _log.info("quantizing %s with %d activation ranges", base_model_id, len(ranges))
     return quantize(base_onnx, ranges, source)
