@@ -17,25 +17,20 @@ from bioauth.api.status import status_for
 from bioauth.errors import BioauthError
 from bioauth.observability.logging import get_logger
 from bioauth.observability.metrics import RPC_SECONDS, RPC_TOTAL
-from bioauth.security.authentication import PUBLIC_SERVICES
-from bioauth.security.handlers import wrap_handler
+from bioauth.security.around import AroundInterceptor
+from bioauth.security.handlers import StreamAround, UnaryAround
 
 __all__ = ["ErrorMappingInterceptor"]
 
 _LOGGER = get_logger(__name__)
 
 
-class ErrorMappingInterceptor(aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method.startswith(PUBLIC_SERVICES):
-            return handler
-        return wrap_handler(handler, _unary(method), _stream(method))
+class ErrorMappingInterceptor(AroundInterceptor):
+    def _unary(self, method: str) -> UnaryAround:
+        return _unary(method)
+
+    def _stream(self, method: str) -> StreamAround:
+        return _stream(method)
 
 
 async def _fail(

@@ -13,34 +13,22 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import grpc
 import structlog
 from grpc import aio
 
 from bioauth.errors import DeadlineExceeded
-from bioauth.security.authentication import PUBLIC_SERVICES, current_tenant
+from bioauth.security.around import AroundInterceptor
+from bioauth.security.authentication import current_tenant
 from bioauth.security.context import RequestContext, request_scope, reset_request_scope
-from bioauth.security.handlers import wrap_handler
 
 __all__ = ["DeadlineInterceptor"]
 
 
-class DeadlineInterceptor(aio.ServerInterceptor):
+class DeadlineInterceptor(AroundInterceptor):
     """Sets the request context (tenant, request id, absolute deadline) and the default deadline."""
 
     def __init__(self, default_deadline_s: float) -> None:
         self._default = default_deadline_s
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method.startswith(PUBLIC_SERVICES):
-            return handler
-        return wrap_handler(handler, self._unary(method), self._stream(method))
 
     def _open(
         self, method: str, context: aio.ServicerContext[Any, Any]
