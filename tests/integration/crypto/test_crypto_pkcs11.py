@@ -7,22 +7,16 @@ import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pkcs11
 import pytest
-from cryptography.exceptions import InvalidSignature
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.exceptions import AttributeSensitive
 
-from bioauth.crypto.envelope import open_template, seal_template
 from bioauth.crypto.pkcs11_provider import Pkcs11KeyProvider
-from bioauth.crypto.provider import KeyProvider
 from bioauth.errors import DecryptionFailed, KeyProviderUnavailable, NotFound
-from tests.support.es256 import verify_es256
 from tests.support.softhsm import SoftHsmToken, make_token
 
 pytestmark = pytest.mark.integration
@@ -59,51 +53,6 @@ def raw_session(softhsm_token: SoftHsmToken, provider: Pkcs11KeyProvider) -> Any
 
 def _subject() -> str:
     return "s-" + uuid.uuid4().hex
-
-
-async def test_subject_key_lifecycle(provider: Pkcs11KeyProvider) -> None:
-    """Create, wrap, unwrap, rotate, rewrap, retire: each step keeps or refuses what it should."""
-    assert isinstance(provider, KeyProvider)
-    key = await provider.create_subject_key("t1", _subject())
-    assert key.version == 1
-    assert await provider.create_subject_key("t1", key.key_id.split(".", 1)[1]) == key  # idempotent
-    data_key, wrapped = await provider.generate_data_key(key.key_id, b"aad-1")
-    assert await provider.unwrap(wrapped, b"aad-1") == data_key
-    with pytest.raises(DecryptionFailed):
-        await provider.unwrap(wrapped, b"aad-2")
-    assert await provider.rotate_subject_key(key.key_id) == 2
-    rewrapped = await provider.rewrap(wrapped, b"aad-1")
-    assert rewrapped.version == 2
-    assert rewrapped.blob != wrapped.blob
-    assert await provider.unwrap(rewrapped, b"aad-1") == data_key
-    _, fresh = await provider.generate_data_key(key.key_id, b"x")
-    assert fresh.version == 2
-    await provider.retire_subject_key_versions(key.key_id, 2)
-    with pytest.raises(DecryptionFailed):
-        await provider.unwrap(wrapped, b"aad-1")
-    assert await provider.unwrap(rewrapped, b"aad-1") == data_key
-
-
-async def test_envelope_round_trip_and_move_detection(provider: Pkcs11KeyProvider) -> None:
-    """Templates sealed under HSM keys open, and not when moved to another subject."""
-    alice, bob = _subject(), _subject()
-    keys = {s: await provider.create_subject_key("t1", s) for s in (alice, bob)}
-    vector = np.random.default_rng(1).normal(size=128).astype(np.float32)
-    sealed = await seal_template(
-        provider,
-        tenant_id="t1",
-        subject_id=alice,
-        template_id="tpl",
-        model_id="m",
-        key=keys[alice],
-        embedding=vector,
-        quality=0.9,
-    )
-    np.testing.assert_array_equal(await open_template(provider, sealed), vector)
-    with pytest.raises(DecryptionFailed):
-        await open_template(provider, replace(sealed, subject_id=bob))
-    with pytest.raises(DecryptionFailed):
-        await open_template(provider, replace(sealed, tenant_id="t2"))
 
 
 async def test_destroy_leaves_nothing_in_the_token(
@@ -166,24 +115,6 @@ async def test_keys_are_generated_in_the_token_and_cannot_be_read_out(
         assert obj[Attribute.NEVER_EXTRACTABLE] is True
         assert obj[Attribute.ALWAYS_SENSITIVE] is True
         assert obj[Attribute.LOCAL] is True  # generated inside the token, never imported
-
-
-async def test_es256_signatures_verify_against_the_published_jwk(
-    provider: Pkcs11KeyProvider,
-) -> None:
-    """Token signatures are raw r||s over SHA-256 and verify with cryptography; rotation keeps old kids."""
-    kid = await provider.signing_key_id()
-    signature = await provider.sign_es256(b"header.payload", kid=kid)
-    jwks = {j["kid"]: j for j in await provider.public_jwks()}
-    verify_es256(jwks[kid], b"header.payload", signature)
-    with pytest.raises(InvalidSignature):
-        verify_es256(jwks[kid], b"header.payloaX", signature)
-    new_kid = await provider.rotate_signing_key()
-    assert await provider.signing_key_id() == new_kid
-    jwks = {j["kid"]: j for j in await provider.public_jwks()}
-    assert {kid, new_kid} <= set(jwks)
-    verify_es256(jwks[new_kid], b"x", await provider.sign_es256(b"x"))
-    verify_es256(jwks[kid], b"y", await provider.sign_es256(b"y", kid=kid))
 
 
 async def test_a_closed_provider_fails_closed(softhsm_token: SoftHsmToken) -> None:

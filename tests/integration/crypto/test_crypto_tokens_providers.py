@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from joserfc import jwt
@@ -15,39 +13,14 @@ from joserfc.jwk import KeySet
 from bioauth.client import Jwks, transaction_context
 from bioauth.client.tokens import JwksCache, TokenVerifier
 from bioauth.config import TokenSettings
-from bioauth.crypto.local_provider import LocalKeyProvider
-from bioauth.crypto.pkcs11_provider import Pkcs11KeyProvider
 from bioauth.crypto.provider import KeyProvider
 from bioauth.crypto.tokens import ApprovalClaims, TokenIssuer
-from bioauth.crypto.vault_provider import VaultKeyProvider
 from bioauth.v1 import types_pb2
 from bioauth.wire import transaction_hash_b64
-from tests.support.openbao import OpenBaoServer
-from tests.support.softhsm import SoftHsmToken
 
 pytestmark = pytest.mark.integration
 
 SETTINGS = TokenSettings(issuer="bioauth-it", ttl_s=60)
-
-
-@pytest.fixture(params=["local", "pkcs11", "vault"])
-async def provider(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KeyProvider]:
-    p: KeyProvider
-    if request.param == "local":
-        p = await LocalKeyProvider.open(tmp_path / "keys.json")
-    elif request.param == "pkcs11":
-        token: SoftHsmToken = request.getfixturevalue("softhsm_token")
-        p = await Pkcs11KeyProvider.open(
-            library=token.library,
-            token_label=token.label,
-            user_pin=token.user_pin,
-            signing_key_label="tokens-sig",
-        )
-    else:
-        server: OpenBaoServer = request.getfixturevalue("openbao_server")
-        p = await VaultKeyProvider.open(url=server.url, token=server.token, mount=server.mount)
-    yield p
-    await p.close()
 
 
 def _tx() -> types_pb2.TransactionContext:
@@ -76,9 +49,9 @@ def _claims() -> ApprovalClaims:
     )
 
 
-async def test_tokens_verify_with_sdk_and_joserfc(provider: KeyProvider) -> None:
+async def test_tokens_verify_with_sdk_and_joserfc(each_provider: KeyProvider) -> None:
     """The provider's signature is valid ES256 for both verifiers; the claims bind the transaction."""
-    issuer = TokenIssuer(provider, SETTINGS)
+    issuer = TokenIssuer(each_provider, SETTINGS)
     issued = await issuer.issue(_claims())
     jwks = await issuer.jwks()
 
@@ -98,10 +71,10 @@ async def test_tokens_verify_with_sdk_and_joserfc(provider: KeyProvider) -> None
     assert token.header["kid"] == issued.key_id
 
 
-async def test_rotation_publishes_the_new_kid_and_keeps_the_old(provider: KeyProvider) -> None:
+async def test_rotation_publishes_the_new_kid_and_keeps_the_old(each_provider: KeyProvider) -> None:
     """After a rotation, new tokens carry the new kid; a cached verifier refreshes on it, and a
     token signed just before the rotation still verifies."""
-    issuer = TokenIssuer(provider, SETTINGS)
+    issuer = TokenIssuer(each_provider, SETTINGS)
     fetches = 0
 
     async def source() -> Jwks:
@@ -117,7 +90,7 @@ async def test_rotation_publishes_the_new_kid_and_keeps_the_old(provider: KeyPro
     await verifier.verify(before.token, _tx())
     assert fetches == 1
 
-    await provider.rotate_signing_key()
+    await each_provider.rotate_signing_key()
     after = await issuer.issue(_claims())
     assert after.key_id != before.key_id
     await verifier.verify(after.token, _tx())
