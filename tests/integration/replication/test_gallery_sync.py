@@ -21,20 +21,14 @@ import pytest
 
 from bioauth.config import (
     GallerySyncSettings,
-    ImageSettings,
-    Settings,
     TenantSettings,
     TokenSettings,
 )
 from bioauth.crypto.local_provider import LocalKeyProvider
-from bioauth.crypto.tokens import TokenIssuer
 from bioauth.matching.gallery import TenantGalleries
-from bioauth.matching.gallery_reduce import reducer_for_rule
-from bioauth.service.container import Services, build_services
+from bioauth.service.container import Services
 from bioauth.service.domain import AuthorizationOutcome, Decision, DecisionReason
 from bioauth.service.gallery_sync import GallerySync, SyncState
-from bioauth.service.opt_out import OptOutService
-from bioauth.service.probes import FaceEmbedder
 from bioauth.store.change_feed import APPLICATION_NAME, ChangeFeed
 from bioauth.store.postgres import PostgresTemplateStore
 from bioauth.testing import build_tiny_model, tiny_manifest
@@ -43,12 +37,12 @@ from tests.support.postgres import fresh_database
 from tests.support.tcp_proxy import TcpProxy
 from tests.unit.service.conftest import (
     DIM,
-    constructed_calibration,
     deadline,
     enrol_request,
     face_png,
     near,
     person,
+    scripted_services,
     transaction,
 )
 
@@ -101,22 +95,13 @@ async def world(
     manifest = tiny_manifest(build_tiny_model(embedding_size=DIM), embedding_size=DIM)
     assert manifest.model_id == MODEL_ID
     scripted = ScriptedEmbedder(manifest)
-    calibration = constructed_calibration(manifest.model_id)
     replicas: list[Replica] = []
     try:
         for _ in range(2):
             store = await PostgresTemplateStore.open(database)
             keys = await LocalKeyProvider.open(tmp_path / "keys.json")  # one key file, shared
-            galleries = TenantGalleries(dim=DIM, reducer=reducer_for_rule(calibration.fusion_rule))
-            services = build_services(
-                Settings(),
-                store=store,
-                keys=keys,
-                embedder=FaceEmbedder(scripted, manifest, ImageSettings()),
-                calibration=calibration,
-                galleries=galleries,
-                opt_out=OptOutService(store, keys),
-                tokens=TokenIssuer(keys, TokenSettings()),
+            galleries, services = scripted_services(
+                store, keys, manifest, scripted, tokens=TokenSettings()
             )
             replicas.append(Replica(store, keys, galleries, services))
         yield replicas[0], replicas[1], scripted

@@ -18,6 +18,7 @@ from PIL import Image
 
 from bioauth.config import ImageSettings, Settings, TenantSettings, TokenSettings
 from bioauth.crypto.local_provider import LocalKeyProvider
+from bioauth.crypto.provider import KeyProvider
 from bioauth.crypto.tokens import TokenIssuer
 from bioauth.inference.manifest import ModelManifest
 from bioauth.matching.fusion import FusionRule
@@ -28,6 +29,7 @@ from bioauth.service.container import Services, build_services
 from bioauth.service.domain import EnrolRequest, FaceInput, Transaction
 from bioauth.service.opt_out import OptOutService
 from bioauth.service.probes import FaceEmbedder
+from bioauth.store.protocol import TemplateStore
 from bioauth.store.sqlite import SqliteTemplateStore
 from bioauth.testing import build_tiny_model, tiny_manifest
 from bioauth.testing.embedders import ScriptedEmbedder
@@ -137,12 +139,16 @@ class World:
     other_tenant: TenantSettings
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    manifest = tiny_manifest(build_tiny_model(embedding_size=DIM), embedding_size=DIM)
-    store = await SqliteTemplateStore.open(tmp_path / "bioauth.sqlite3")
-    keys = await LocalKeyProvider.open(tmp_path / "keys.json")
-    scripted = ScriptedEmbedder(manifest)
+def scripted_services(
+    store: TemplateStore,
+    keys: KeyProvider,
+    manifest: ModelManifest,
+    scripted: ScriptedEmbedder,
+    *,
+    tokens: TokenSettings,
+) -> tuple[TenantGalleries, Services]:
+    """The real use cases over ``store`` and ``keys``, embedding with the scripted model and
+    deciding by the constructed calibration; the galleries returned are the ones they keep."""
     calibration = constructed_calibration(manifest.model_id)
     galleries = TenantGalleries(dim=DIM, reducer=reducer_for_rule(calibration.fusion_rule))
     services = build_services(
@@ -153,7 +159,19 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         calibration=calibration,
         galleries=galleries,
         opt_out=OptOutService(store, keys),
-        tokens=TokenIssuer(keys, TokenSettings(issuer="bioauth-test")),
+        tokens=TokenIssuer(keys, tokens),
+    )
+    return galleries, services
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    manifest = tiny_manifest(build_tiny_model(embedding_size=DIM), embedding_size=DIM)
+    store = await SqliteTemplateStore.open(tmp_path / "bioauth.sqlite3")
+    keys = await LocalKeyProvider.open(tmp_path / "keys.json")
+    scripted = ScriptedEmbedder(manifest)
+    galleries, services = scripted_services(
+        store, keys, manifest, scripted, tokens=TokenSettings(issuer="bioauth-test")
     )
     tenant = TenantSettings(
         id="tenant-a", verify_operating_point="fmr_1e-3", identify_fpir_target=0.1
