@@ -33,11 +33,10 @@ from bioauth.client import (
     transaction_context,
 )
 from bioauth.client.tokens import TokenVerifier
-from bioauth.config import hash_api_key
 from bioauth.v1 import bioauth_pb2, types_pb2
 from tests.support.calibration import fused, served_embeddings, write_calibration
 from tests.support.environment import faces_dir
-from tests.support.server import ServerProcess, write_test_config
+from tests.support.server import ServerProcess, tenant_toml, write_test_config
 
 pytestmark = pytest.mark.e2e
 
@@ -92,13 +91,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, cast: Cast) -> Iterator[Ser
         thresholds=cast.thresholds,
         identify_margin=0.05,
     )
+    tenant = tenant_toml(TENANT, API_KEY, verify_operating_point=POINT, identify_fpir_target=0.01)
     extra = f"""
-[[tenants]]
-id = "{TENANT}"
-api_key_sha256 = ["{hash_api_key(API_KEY)}"]
-verify_operating_point = "{POINT}"
-identify_fpir_target = 0.01
-
+{tenant}
 [matching]
 calibration = "{calibration}"
 

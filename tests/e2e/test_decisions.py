@@ -40,11 +40,10 @@ from bioauth.client import (
     transaction_context,
 )
 from bioauth.client.tokens import TokenVerifier
-from bioauth.config import hash_api_key
 from bioauth.v1 import bioauth_pb2, types_pb2
 from tests.support.environment import REPO_ROOT, faces_dir, missing
 from tests.support.postgres import fresh_database
-from tests.support.server import ServerProcess, write_test_config
+from tests.support.server import ServerProcess, tenant_toml, write_test_config
 
 pytestmark = pytest.mark.e2e
 
@@ -56,13 +55,7 @@ ONE_TO_ONE_ONLY = "paul_allen"
 TIMEOUT_S = 60.0
 APPROVE = types_pb2.DECISION_APPROVE
 _TENANTS_TOML = "\n".join(
-    f"""
-[[tenants]]
-id = "{tenant}"
-api_key_sha256 = ["{hash_api_key(key)}"]
-verify_operating_point = "{POINT}"
-identify_fpir_target = 0.01
-"""
+    tenant_toml(tenant, key, verify_operating_point=POINT, identify_fpir_target=0.01)
     for tenant, key in KEYS.items()
 )
 

@@ -13,11 +13,10 @@ import pytest
 
 from bioauth.client import AsyncClient, consent, face_image_from_path, transaction_context
 from bioauth.client.tokens import TokenVerifier
-from bioauth.config import hash_api_key
 from bioauth.inference.manifest import load_manifest
 from bioauth.v1 import types_pb2
 from tests.support.environment import REPO_ROOT, faces_dir
-from tests.support.server import ServerProcess, write_test_config
+from tests.support.server import ServerProcess, tenant_toml, write_test_config
 
 pytestmark = pytest.mark.e2e
 
@@ -41,11 +40,7 @@ def chips() -> dict[str, list[Path]]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     directory = tmp_path_factory.mktemp("int8-server")
     extra = f"""
-[[tenants]]
-id = "{TENANT}"
-api_key_sha256 = ["{hash_api_key(KEY)}"]
-verify_operating_point = "{POINT}"
-
+{tenant_toml(TENANT, KEY, verify_operating_point=POINT)}
 [tokens]
 issuer = "{ISSUER}"
 

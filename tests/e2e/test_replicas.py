@@ -26,12 +26,11 @@ from bioauth.client import (
     face_image_from_path,
     transaction_context,
 )
-from bioauth.config import hash_api_key
 from bioauth.v1 import types_pb2
 from tests.support.calibration import fused, served_embeddings, write_calibration
 from tests.support.environment import faces_dir
 from tests.support.postgres import fresh_database
-from tests.support.server import ServerProcess, write_test_config
+from tests.support.server import ServerProcess, tenant_toml, write_test_config
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -88,13 +87,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, chips: Chips) -> Iterator
         thresholds={"e1p1": chips.threshold},
         identify_margin=0.05,
     )
+    tenant = tenant_toml(TENANT, API_KEY, verify_operating_point=POINT, identify_fpir_target=0.01)
     extra = f"""
-[[tenants]]
-id = "{TENANT}"
-api_key_sha256 = ["{hash_api_key(API_KEY)}"]
-verify_operating_point = "{POINT}"
-identify_fpir_target = 0.01
-
+{tenant}
 [matching]
 calibration = "{calibration}"
 

@@ -15,14 +15,27 @@ from tests.support.environment import REPO_ROOT
 TEST_API_KEYS: dict[str, str] = {"tenant-a": "key-tenant-a", "tenant-b": "key-tenant-b"}
 
 
-def write_test_config(directory: Path, extra_toml: str = "") -> Path:
-    """A settings file for a throwaway server: files under ``directory``, two tenants."""
+def tenant_toml(
+    tenant: str,
+    api_key: str,
+    *,
+    verify_operating_point: str | None = None,
+    identify_fpir_target: float | None = None,
+) -> str:
+    """One ``[[tenants]]`` table for a test config (the key stored only as its SHA-256)."""
     from bioauth.config import hash_api_key
 
-    tenants = "\n".join(
-        f'[[tenants]]\nid = "{tenant}"\napi_key_sha256 = ["{hash_api_key(key)}"]\n'
-        for tenant, key in TEST_API_KEYS.items()
-    )
+    lines = [f'[[tenants]]\nid = "{tenant}"\napi_key_sha256 = ["{hash_api_key(api_key)}"]\n']
+    if verify_operating_point is not None:
+        lines.append(f'verify_operating_point = "{verify_operating_point}"\n')
+    if identify_fpir_target is not None:
+        lines.append(f"identify_fpir_target = {identify_fpir_target}\n")
+    return "".join(lines)
+
+
+def write_test_config(directory: Path, extra_toml: str = "") -> Path:
+    """A settings file for a throwaway server: files under ``directory``, two tenants."""
+    tenants = "\n".join(tenant_toml(tenant, key) for tenant, key in TEST_API_KEYS.items())
     config = directory / "bioauth.toml"
     config.write_text(
         f"""
