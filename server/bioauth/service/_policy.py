@@ -41,6 +41,14 @@ def _mode(mode: ComparisonMode | None) -> tuple[int, int]:
 
 
 def from_verify(outcome: policy.VerifyOutcome, subject_id: str) -> Verdict:
+    return _verdict(outcome, subject_id)
+
+
+def from_identify(outcome: policy.IdentifyOutcome) -> Verdict:
+    return _verdict(outcome, outcome.subject_id or "")
+
+
+def _verdict(outcome: policy.VerifyOutcome | policy.IdentifyOutcome, subject_id: str) -> Verdict:
     enrolment_images, probe_images = _mode(outcome.mode)
     return Verdict(
         decision=_decision(outcome.decision),
@@ -50,19 +58,6 @@ def from_verify(outcome: policy.VerifyOutcome, subject_id: str) -> Verdict:
         enrolment_images=enrolment_images,
         probe_images=probe_images,
         subject_id=subject_id,
-    )
-
-
-def from_identify(outcome: policy.IdentifyOutcome) -> Verdict:
-    enrolment_images, probe_images = _mode(outcome.mode)
-    return Verdict(
-        decision=_decision(outcome.decision),
-        reason=_reason(outcome.reason),
-        band=_band(outcome.band),
-        operating_point=outcome.operating_point or "",
-        enrolment_images=enrolment_images,
-        probe_images=probe_images,
-        subject_id=outcome.subject_id or "",
     )
 
 
