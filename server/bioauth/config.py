@@ -226,6 +226,10 @@ class StreamSettings(_Section):
     decision_reserve_s: float = Field(default=0.5, ge=0)
     """Time kept before the call's deadline for the final decision (audit row, token), so a
     session runs out of budget with an answer rather than with DEADLINE_EXCEEDED."""
+    drain_s: float = Field(default=1.0, ge=0)
+    """After the result is sent, how long the server keeps reading (and discarding) frames the
+    client sent before it saw the result, waiting for its half-close. Ending the call while the
+    client is still writing makes grpc report INTERNAL to the client instead of the result."""
 
 
 class Pkcs11Settings(_Section):

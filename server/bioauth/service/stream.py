@@ -25,7 +25,13 @@ from collections.abc import AsyncIterator, Callable
 
 from bioauth.config import StreamSettings, TenantSettings
 from bioauth.crypto.provider import KeyProvider
-from bioauth.errors import DeadlineExceeded, FailedPrecondition, InvalidInput, NotFound
+from bioauth.errors import (
+    BioauthError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+)
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.matching.operating_points import Calibration
 from bioauth.observability.logging import get_logger
@@ -112,6 +118,7 @@ class AuthenticateService:
             async for reply in session.run(inbox):
                 decided = isinstance(reply, AuthorizationOutcome)
                 yield reply
+            await self._drain(inbox)
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away (or the server is stopping): nothing was decided, so nothing
             # is recorded; the log line is the only trace.
@@ -126,6 +133,20 @@ class AuthenticateService:
             if target is not None:
                 target.close()
             await inbox.close()
+
+    async def _drain(self, inbox: Inbox[SessionMessage]) -> None:
+        """Read and drop what the client sent before it saw the result, until it half-closes.
+
+        A client streams frames ahead of the answers; if the call ended while one of its writes
+        was in flight, grpc would end the call on the client's side with INTERNAL and the result
+        could be lost. Nothing read here is processed: the session is over.
+        """
+        until = self._clock() + self._settings.drain_s
+        try:
+            while (await inbox.next_before(until)) not in (InboxEvent.ENDED, InboxEvent.TIMED_OUT):
+                pass
+        except BioauthError:
+            return  # a malformed late message changes nothing: the answer is already out
 
     async def _opening(
         self, inbox: Inbox[SessionMessage], deadline: float | None

@@ -223,6 +223,43 @@ async def test_the_third_accepted_frame_gives_the_final_answer(world: World) -> 
     assert ran.outcome.token == ""
 
 
+async def test_frames_sent_ahead_of_the_result_are_drained_not_processed(world: World) -> None:
+    """A client streams frames ahead of the answers: after the result the server reads what is
+    left until the client half-closes (so the call never ends under a client's write), and
+    processes none of it."""
+    await _enrol(world, "acct-1", 1)
+    images = [_frame(world, 500 + i, near(person(2), 500 + i)) for i in range(6)]
+    consumed: list[int] = []
+
+    async def messages() -> AsyncIterator[SessionMessage]:
+        async for item in _messages([_opening(max_frames=6), *_frames(images)]):
+            if isinstance(item, StreamFrame):
+                consumed.append(item.sequence)
+            yield item
+
+    before = len(world.scripted.deadlines)
+    ran = await _run(_service(world), world, messages())
+    assert [v.sequence for v in ran.verdicts] == [1, 2, 3]
+    assert consumed == [1, 2, 3, 4, 5, 6], "frames after the result are read to the end"
+    assert ran.outcome.decision is Decision.DECLINE
+    assert len(world.scripted.deadlines) - before == 3, "drained frames are never embedded"
+
+
+async def test_draining_stops_at_its_time_limit(world: World) -> None:
+    """A client that neither sends nor half-closes after the result holds the call for at most
+    ``drain_s``."""
+    await _enrol(world, "acct-1", 1)
+    images = [_frame(world, 600 + i, near(person(2), 600 + i)) for i in range(3)]
+    never = asyncio.Event()
+    settings = StreamSettings(budget_s=5.0, drain_s=0.05)
+    ran = await _run(
+        _service(world, settings),
+        world,
+        _messages([_opening(max_frames=6), *_frames(images)], then_wait=never),
+    )
+    assert ran.outcome.decision is Decision.DECLINE
+
+
 async def test_seconds_budget_spent_without_a_usable_frame(world: World) -> None:
     """A session whose frames are all unusable and whose seconds run out is declined with
     SESSION_BUDGET_SPENT, without a token."""

@@ -18,7 +18,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bioauth.client._config import DEFAULT_TIMEOUT_S, TLSConfig, open_channel
-from bioauth.client._errors import BioauthClientError, ClientClosed, map_rpc_error
+from bioauth.client._errors import BioauthClientError, ClientClosed, RpcError, map_rpc_error
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
 
 __all__ = [
@@ -329,6 +329,11 @@ class AsyncClient:
                 elif response.HasField("result"):
                     result = response.result
                     decided = True
+        except RpcError:
+            if result is None:
+                raise
+            # The decision is in hand: a status the transport reports after it (the server
+            # ended the call while a frame was still being written) does not undo it.
         finally:
             await responses.aclose()
         if result is None:
