@@ -48,6 +48,7 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _DEV_API_KEY_SHA256 = hashlib.sha256(b"dev-key").hexdigest()
+_DEV_PSEUDONYM_KEY = "dev-log-pseudonym-key"
 
 
 def hash_api_key(api_key: str) -> str:
@@ -271,7 +272,7 @@ class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_output: bool = True
     """One JSON object per line (False: human-readable console output)."""
-    pseudonym_key: str = "dev-log-pseudonym-key"
+    pseudonym_key: str = _DEV_PSEUDONYM_KEY
     """HMAC key that turns subject ids into log pseudonyms; set a secret one in production."""
 
 
@@ -317,6 +318,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "store.external_ref_key is the public development default; production needs a "
                 "secret of its own"
+            )
+        if self.environment == "production" and self.logging.pseudonym_key == _DEV_PSEUDONYM_KEY:
+            raise ValueError(
+                "logging.pseudonym_key is the public development default; production needs a "
+                "secret of its own, or log pseudonyms could be reversed by trying subject ids"
             )
         return self
 

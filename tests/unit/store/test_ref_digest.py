@@ -5,7 +5,13 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from bioauth.config import DEV_EXTERNAL_REF_KEY, KeySettings, Settings, StoreSettings
+from bioauth.config import (
+    DEV_EXTERNAL_REF_KEY,
+    KeySettings,
+    LoggingSettings,
+    Settings,
+    StoreSettings,
+)
 from bioauth.errors import StoreUnavailable
 from bioauth.store._refs import DEV_KEY, RefDigester
 
@@ -52,6 +58,7 @@ def test_production_refuses_the_development_key() -> None:
         environment="production",
         keys=vault,
         store=StoreSettings(external_ref_key="a-secret-of-the-deployment-0123456789"),
+        logging=LoggingSettings(pseudonym_key="another-secret-of-the-deployment"),
     )
     assert settings.store.external_ref_key != DEV_EXTERNAL_REF_KEY
     assert Settings().store.external_ref_key == DEV_EXTERNAL_REF_KEY
