@@ -118,8 +118,8 @@ async def build_app(
     directory = TenantDirectory(settings.tenants)
     server = aio.server(
         interceptors=[
-            AuthenticationInterceptor(directory),
-            ErrorMappingInterceptor(),
+            AuthenticationInterceptor(directory, drain_s=settings.stream.drain_s),
+            ErrorMappingInterceptor(drain_s=settings.stream.drain_s),
             DeadlineInterceptor(settings.server.default_deadline_s),
         ],
         options=[

@@ -118,6 +118,53 @@ async def test_every_rpc_refuses_unknown_credentials(
         assert await _code(call(metadata)) == grpc.StatusCode.UNAUTHENTICATED, name
 
 
+def _identify_open(*, with_transaction: bool) -> bioauth_pb2.AuthenticateRequest:
+    opening = bioauth_pb2.SessionOpen(mode=bioauth_pb2.AUTHENTICATION_MODE_IDENTIFY)
+    if with_transaction:
+        opening.transaction.CopyFrom(
+            types_pb2.TransactionContext(transaction_id="txn-1", merchant_id="m-1")
+        )
+    return bioauth_pb2.AuthenticateRequest(open=opening)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "with_transaction", "expected"),
+    [
+        (BAD_KEY, True, grpc.StatusCode.UNAUTHENTICATED),
+        (GOOD_KEY, False, grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+    ids=["refused", "invalid"],
+)
+async def test_a_failing_stream_ends_only_after_the_client_finishes_writing(
+    channel: aio.Channel,
+    metadata: Metadata,
+    with_transaction: bool,
+    expected: grpc.StatusCode,
+) -> None:
+    """A stream that fails keeps reading until the client half-closes, then sends its status.
+
+    Ending it while a client write is in flight makes grpc's asyncio client report INTERNAL
+    instead of the real status (grpc/grpc#36066), which CI once caught on a refused call.
+    """
+    call = bioauth_pb2_grpc.BioAuthStub(channel).Authenticate(metadata=metadata, timeout=10)
+    await call.write(_identify_open(with_transaction=with_transaction))
+    await asyncio.sleep(0.3)
+    assert not call.done(), "the status must wait for the client's half-close"
+    await call.write(_identify_open(with_transaction=with_transaction))
+    await call.done_writing()
+    assert await call.code() == expected
+
+
+async def test_a_failing_stream_that_never_half_closes_is_ended_anyway(
+    channel: aio.Channel,
+) -> None:
+    """The wait for the half-close is bounded (stream.drain_s): a client cannot hold the call."""
+    call = bioauth_pb2_grpc.BioAuthStub(channel).Authenticate(metadata=BAD_KEY, timeout=30)
+    await call.write(_identify_open(with_transaction=True))
+    assert await asyncio.wait_for(call.code(), timeout=10) == grpc.StatusCode.UNAUTHENTICATED
+    call.cancel()
+
+
 async def test_a_valid_key_gets_past_authentication(channel: aio.Channel) -> None:
     """With a valid key no RPC is refused as unauthenticated; unbuilt ones say UNIMPLEMENTED."""
     for name, call in _all_rpcs(channel).items():

@@ -18,6 +18,7 @@ from bioauth.errors import BioauthError
 from bioauth.observability.logging import get_logger
 from bioauth.observability.metrics import RPC_SECONDS, RPC_TOTAL
 from bioauth.security.around import AroundInterceptor
+from bioauth.security.drain import drain_requests
 from bioauth.security.handlers import StreamAround, UnaryAround
 
 __all__ = ["ErrorMappingInterceptor"]
@@ -26,15 +27,26 @@ _LOGGER = get_logger(__name__)
 
 
 class ErrorMappingInterceptor(AroundInterceptor):
+    """``drain_s`` bounds how long a failing client-streaming call reads what the client is
+    still sending before its status goes out (see ``bioauth.security.drain``)."""
+
+    def __init__(self, *, drain_s: float = 1.0) -> None:
+        self._drain_s = drain_s
+
     def _unary(self, method: str) -> UnaryAround:
-        return _unary(method)
+        return _unary(method, self._drain_s)
 
     def _stream(self, method: str) -> StreamAround:
-        return _stream(method)
+        return _stream(method, self._drain_s)
 
 
 async def _fail(
-    method: str, exc: BaseException, context: aio.ServicerContext[Any, Any], started: float
+    method: str,
+    exc: BaseException,
+    request: Any,
+    context: aio.ServicerContext[Any, Any],
+    started: float,
+    drain_s: float,
 ) -> None:
     code, message = status_for(exc)
     if isinstance(exc, BioauthError) and code is not grpc.StatusCode.INTERNAL:
@@ -43,6 +55,8 @@ async def _fail(
         # Our bug or an integrity failure: full detail in the log, opaque to the caller.
         _LOGGER.error("rpc_error", code=code.name, error=type(exc).__name__, exc_info=exc)
     _record(method, code, started)
+    if hasattr(request, "__aiter__"):  # a client-streaming call: the client may still be writing
+        await drain_requests(context, seconds=drain_s)
     await context.abort(code, message)
 
 
@@ -58,7 +72,7 @@ def _is_abort(exc: BaseException) -> bool:
     return isinstance(exc, aio.AbortError)
 
 
-def _unary(method: str) -> Callable[..., Awaitable[Any]]:
+def _unary(method: str, drain_s: float) -> Callable[..., Awaitable[Any]]:
     async def around(
         call: Callable[..., Awaitable[Any]], request: Any, context: aio.ServicerContext[Any, Any]
     ) -> Any:
@@ -68,7 +82,7 @@ def _unary(method: str) -> Callable[..., Awaitable[Any]]:
         except Exception as exc:
             if _is_abort(exc):
                 raise
-            await _fail(method, exc, context, started)
+            await _fail(method, exc, request, context, started, drain_s)
             raise  # unreachable: abort raised
         _record(method, grpc.StatusCode.OK, started)
         return response
@@ -76,7 +90,7 @@ def _unary(method: str) -> Callable[..., Awaitable[Any]]:
     return around
 
 
-def _stream(method: str) -> Callable[..., AsyncIterator[Any]]:
+def _stream(method: str, drain_s: float) -> Callable[..., AsyncIterator[Any]]:
     async def around(
         call: Callable[..., AsyncIterator[Any]],
         request: Any,
@@ -89,7 +103,7 @@ def _stream(method: str) -> Callable[..., AsyncIterator[Any]]:
         except Exception as exc:
             if _is_abort(exc):
                 raise
-            await _fail(method, exc, context, started)
+            await _fail(method, exc, request, context, started, drain_s)
             raise
         _record(method, grpc.StatusCode.OK, started)
 

@@ -20,6 +20,7 @@ from grpc import aio
 from bioauth.config import TenantSettings
 from bioauth.errors import InternalError, Unauthenticated
 from bioauth.observability.logging import get_logger
+from bioauth.security.drain import drain_requests
 from bioauth.security.handlers import wrap_handler
 
 __all__ = [
@@ -72,8 +73,9 @@ class TenantDirectory:
 class AuthenticationInterceptor(aio.ServerInterceptor):
     """Rejects unauthenticated calls with UNAUTHENTICATED; binds the tenant for the rest."""
 
-    def __init__(self, directory: TenantDirectory) -> None:
+    def __init__(self, directory: TenantDirectory, *, drain_s: float = 1.0) -> None:
         self._directory = directory
+        self._drain_s = drain_s
 
     async def intercept_service(
         self,
@@ -92,7 +94,7 @@ class AuthenticationInterceptor(aio.ServerInterceptor):
             )
         except Unauthenticated as exc:
             _LOGGER.warning("authentication_failed", method=method, cause=exc.message)
-            return _abort_handler(handler)
+            return _abort_handler(handler, self._drain_s)
         if handler is None:
             return handler
         return wrap_handler(handler, _bind_unary(tenant), _bind_stream(tenant))
@@ -124,22 +126,42 @@ def _bind_stream(tenant: TenantSettings) -> Callable[..., AsyncIterator[Any]]:
     return around
 
 
+_REFUSAL = (grpc.StatusCode.UNAUTHENTICATED, "authentication failed")
+
+
 async def _abort(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
     # An aio abort handler must be async and await abort (grpc/grpc#37518).
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication failed")
+    await context.abort(*_REFUSAL)
 
 
-async def _abort_stream(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication failed")
-    yield None  # pragma: no cover - abort raises
+def _abort_handler(handler: grpc.RpcMethodHandler | None, drain_s: float) -> grpc.RpcMethodHandler:
+    """An aborting handler of the same streaming kind as the real one.
 
+    Client-streaming kinds read what the client is still sending before refusing (bounded by
+    ``drain_s``), so the client sees UNAUTHENTICATED rather than grpc's INTERNAL (see drain).
+    """
 
-def _abort_handler(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
-    """An aborting handler of the same streaming kind as the real one."""
+    async def abort_after_drain(requests: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        await drain_requests(context, seconds=drain_s)
+        await context.abort(*_REFUSAL)
+
+    async def abort_stream(
+        request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        await context.abort(*_REFUSAL)
+        yield None  # pragma: no cover - abort raises
+
+    async def abort_stream_after_drain(
+        requests: Any, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        await drain_requests(context, seconds=drain_s)
+        await context.abort(*_REFUSAL)
+        yield None  # pragma: no cover - abort raises
+
     if handler is None or handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(_abort)
     if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_abort)
+        return grpc.stream_unary_rpc_method_handler(abort_after_drain)
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_abort_stream)
-    return grpc.stream_stream_rpc_method_handler(_abort_stream)
+        return grpc.unary_stream_rpc_method_handler(abort_stream)
+    return grpc.stream_stream_rpc_method_handler(abort_stream_after_drain)
