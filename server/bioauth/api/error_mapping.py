@@ -18,7 +18,7 @@ from bioauth.errors import BioauthError
 from bioauth.observability.logging import get_logger
 from bioauth.observability.metrics import RPC_SECONDS, RPC_TOTAL
 from bioauth.security.around import AroundInterceptor
-from bioauth.security.drain import drain_requests
+from bioauth.security.drain import abort_after_drain
 from bioauth.security.handlers import StreamAround, UnaryAround
 
 __all__ = ["ErrorMappingInterceptor"]
@@ -55,9 +55,7 @@ async def _fail(
         # Our bug or an integrity failure: full detail in the log, opaque to the caller.
         _LOGGER.error("rpc_error", code=code.name, error=type(exc).__name__, exc_info=exc)
     _record(method, code, started)
-    if hasattr(request, "__aiter__"):  # a client-streaming call: the client may still be writing
-        await drain_requests(context, seconds=drain_s)
-    await context.abort(code, message)
+    await abort_after_drain(request, context, code, message, drain_s=drain_s)
 
 
 def _record(method: str, code: grpc.StatusCode, started: float) -> None:

@@ -20,7 +20,7 @@ from grpc import aio
 from bioauth.config import TenantSettings
 from bioauth.errors import InternalError, Unauthenticated
 from bioauth.observability.logging import get_logger
-from bioauth.security.drain import drain_requests
+from bioauth.security.drain import abort_after_drain
 from bioauth.security.handlers import wrap_handler
 
 __all__ = [
@@ -129,39 +129,26 @@ def _bind_stream(tenant: TenantSettings) -> Callable[..., AsyncIterator[Any]]:
 _REFUSAL = (grpc.StatusCode.UNAUTHENTICATED, "authentication failed")
 
 
-async def _abort(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-    # An aio abort handler must be async and await abort (grpc/grpc#37518).
-    await context.abort(*_REFUSAL)
-
-
 def _abort_handler(handler: grpc.RpcMethodHandler | None, drain_s: float) -> grpc.RpcMethodHandler:
     """An aborting handler of the same streaming kind as the real one.
 
-    Client-streaming kinds read what the client is still sending before refusing (bounded by
-    ``drain_s``), so the client sees UNAUTHENTICATED rather than grpc's INTERNAL (see drain).
+    No deserializer: a refused call's messages are drained as bytes, never parsed. An aio abort
+    handler must be async and await abort (grpc/grpc#37518).
     """
 
-    async def abort_after_drain(requests: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        await drain_requests(context, seconds=drain_s)
-        await context.abort(*_REFUSAL)
+    async def refuse(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        await abort_after_drain(request, context, *_REFUSAL, drain_s=drain_s)
 
-    async def abort_stream(
+    async def refuse_stream(
         request: Any, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        await context.abort(*_REFUSAL)
-        yield None  # pragma: no cover - abort raises
-
-    async def abort_stream_after_drain(
-        requests: Any, context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
-        await drain_requests(context, seconds=drain_s)
-        await context.abort(*_REFUSAL)
+        await abort_after_drain(request, context, *_REFUSAL, drain_s=drain_s)
         yield None  # pragma: no cover - abort raises
 
     if handler is None or handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_abort)
+        return grpc.unary_unary_rpc_method_handler(refuse)
     if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(abort_after_drain)
+        return grpc.stream_unary_rpc_method_handler(refuse)
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(abort_stream)
-    return grpc.stream_stream_rpc_method_handler(abort_stream_after_drain)
+        return grpc.unary_stream_rpc_method_handler(refuse_stream)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
+import grpc
 import pytest
 from grpc import aio
 
-from bioauth.security.drain import drain_requests
+from bioauth.security.drain import abort_after_drain, drain_requests
 
 
 class _Context:
@@ -18,6 +20,7 @@ class _Context:
         self._script = list(script)
         self._then_wait = then_wait
         self.reads = 0
+        self.aborted: tuple[object, str] | None = None
 
     async def read(self) -> object:
         self.reads += 1
@@ -29,6 +32,10 @@ class _Context:
         if self._then_wait:
             await asyncio.Event().wait()
         return aio.EOF
+
+    async def abort(self, code: object, details: str) -> None:
+        self.aborted = (code, details)
+        raise aio.AbortError()
 
 
 def _ctx(context: _Context) -> aio.ServicerContext[Any, Any]:
@@ -74,3 +81,20 @@ async def test_cancellation_of_the_call_propagates() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def _requests() -> AsyncIterator[bytes]:
+    yield b"never read through the iterator"
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["client-streaming", "unary"])
+async def test_abort_after_drain_drains_only_client_streaming_calls(streaming: bool) -> None:
+    """A unary request is already whole; a stream's remaining messages are read before the status."""
+    context = _Context([b"frame"])
+    request: object = _requests() if streaming else b"request"
+    with pytest.raises(aio.AbortError):
+        await abort_after_drain(
+            request, _ctx(context), grpc.StatusCode.INVALID_ARGUMENT, "bad", drain_s=1.0
+        )
+    assert context.reads == (2 if streaming else 0)
+    assert context.aborted == (grpc.StatusCode.INVALID_ARGUMENT, "bad")
