@@ -178,13 +178,19 @@ async def verify_chain(
     read_head: Callable[[], Awaitable[tuple[int, bytes] | None]],
 ) -> AuditVerification:
     """Walk a tenant's chain page by page (``read_page(after_seq)``), stopping at the first
-    failure, then hold it against the stored head (``None`` where the tenant has none)."""
+    failure, and hold it against the stored head (``None`` where the tenant has none).
+
+    The head is read first and only rows up to it are walked: a live server keeps appending
+    while this runs, and a row committed after the head was read is not a deleted one.
+    """
+    head = await read_head()
+    head_seq = 0 if head is None else head[0]
     verifier = ChainVerifier(tenant_id)
     after = 0
-    while not verifier.failed:
-        page = await read_page(after)
+    while not verifier.failed and after < head_seq:
+        page = [record for record in await read_page(after) if record.seq <= head_seq]
         if not page:
             break
         verifier.feed(page)
         after = page[-1].seq
-    return verifier.finish(await read_head())
+    return verifier.finish(head)

@@ -16,6 +16,7 @@ from bioauth.store.audit import (
     chain_hash,
     decode_details,
     encode_details,
+    verify_chain,
 )
 from bioauth.store.protocol import AuditEntry, AuditRecord
 
@@ -130,3 +131,31 @@ def test_details_accept_scalars_only() -> None:
     for bad in ({"v": [0.1]}, {"b": b"x"}, {"n": float("inf")}, {1: "x"}):
         with pytest.raises(InvalidInput):
             encode_details(bad)  # type: ignore[arg-type]
+
+
+async def test_rows_appended_while_verifying_are_not_taken_for_deleted_ones() -> None:
+    """A live server appends during the walk: the walk stops at the head it read first."""
+    rows = _chain(5)
+    head = (3, rows[2].row_hash)  # the head when verification began; rows 4-5 came after
+
+    async def read_page(after: int) -> list[AuditRecord]:
+        return [r for r in rows if r.seq > after][:2]
+
+    async def read_head() -> tuple[int, bytes] | None:
+        return head
+
+    result = await verify_chain("bank-a", read_page, read_head)
+    assert (result.ok, result.rows) == (True, 3)
+
+
+async def test_rows_missing_below_the_head_are_still_caught() -> None:
+    rows = _chain(5)
+
+    async def read_page(after: int) -> list[AuditRecord]:
+        return [r for r in rows[:3] if r.seq > after]
+
+    async def read_head() -> tuple[int, bytes] | None:
+        return (5, rows[4].row_hash)
+
+    result = await verify_chain("bank-a", read_page, read_head)
+    assert (result.ok, result.bad_seq) == (False, 4)
