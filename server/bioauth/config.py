@@ -272,7 +272,7 @@ class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_output: bool = True
     """One JSON object per line (False: human-readable console output)."""
-    pseudonym_key: str = _DEV_PSEUDONYM_KEY
+    pseudonym_key: str = Field(default=_DEV_PSEUDONYM_KEY, min_length=16)
     """HMAC key that turns subject ids into log pseudonyms; set a secret one in production."""
 
 
@@ -287,7 +287,8 @@ class Settings(BaseSettings):
     )
 
     environment: Literal["development", "production"] = "development"
-    """Production refuses development-only parts (local keys, API keys without mTLS)."""
+    """Production refuses development-only parts (local keys, the public development API key
+    and the public development secrets)."""
     server: ServerSettings = ServerSettings()
     tenants: list[TenantSettings] = Field(
         default_factory=lambda: [TenantSettings(id="dev", api_key_sha256=[_DEV_API_KEY_SHA256])]
@@ -323,6 +324,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "logging.pseudonym_key is the public development default; production needs a "
                 "secret of its own, or log pseudonyms could be reversed by trying subject ids"
+            )
+        if self.environment == "production" and _DEV_API_KEY_SHA256 in digests:
+            raise ValueError(
+                "tenants: the development API key ('dev-key') is public; production tenants need "
+                "keys of their own"
             )
         return self
 

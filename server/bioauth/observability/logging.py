@@ -20,12 +20,12 @@ __all__ = ["configure_logging", "get_logger", "pseudonym"]
 _PSEUDONYM_KEY: list[bytes] = [b"unset"]
 
 
-def configure_logging(
-    *, level: str = "INFO", json_output: bool = True, pseudonym_key: str = ""
-) -> None:
-    """Route stdlib and structlog output to stderr, one JSON object per line."""
-    if pseudonym_key:
-        _PSEUDONYM_KEY[0] = pseudonym_key.encode("utf-8")
+def configure_logging(*, level: str, json_output: bool, pseudonym_key: str) -> None:
+    """Route stdlib and structlog output to stderr, one JSON object per line.
+
+    ``pseudonym_key`` is required: a default here would pseudonymise with a key anyone can read.
+    """
+    _PSEUDONYM_KEY[0] = pseudonym_key.encode("utf-8")
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     )

@@ -122,7 +122,19 @@ def test_production_refuses_every_development_default() -> None:
         Settings(environment="production", keys=vault, logging=logs)
     with pytest.raises(pydantic.ValidationError, match="pseudonym_key"):
         Settings(environment="production", keys=vault, store=store)
+    with pytest.raises(pydantic.ValidationError, match="development API key"):
+        Settings(environment="production", keys=vault, store=store, logging=logs)
+    own = [TenantSettings(id="bank-a", api_key_sha256=[hash_api_key("bank-a-key")])]
     assert (
-        Settings(environment="production", keys=vault, store=store, logging=logs).environment
+        Settings(
+            environment="production", keys=vault, store=store, logging=logs, tenants=own
+        ).environment
         == "production"
     )
+
+
+def test_an_empty_or_short_log_pseudonym_key_is_refused() -> None:
+    """An empty key would fall back to a pseudonymisation anyone can reverse."""
+    for key in ("", "short"):
+        with pytest.raises(pydantic.ValidationError, match="pseudonym_key"):
+            LoggingSettings(pseudonym_key=key)

@@ -11,6 +11,8 @@ from bioauth.config import (
     LoggingSettings,
     Settings,
     StoreSettings,
+    TenantSettings,
+    hash_api_key,
 )
 from bioauth.errors import StoreUnavailable
 from bioauth.store._refs import DEV_KEY, RefDigester
@@ -59,6 +61,7 @@ def test_production_refuses_the_development_key() -> None:
         keys=vault,
         store=StoreSettings(external_ref_key="a-secret-of-the-deployment-0123456789"),
         logging=LoggingSettings(pseudonym_key="another-secret-of-the-deployment"),
+        tenants=[TenantSettings(id="bank-a", api_key_sha256=[hash_api_key("bank-a-key")])],
     )
     assert settings.store.external_ref_key != DEV_EXTERNAL_REF_KEY
     assert Settings().store.external_ref_key == DEV_EXTERNAL_REF_KEY
