@@ -164,8 +164,6 @@ class InferenceSettings(_Section):
 class MatchingSettings(_Section):
     calibration: Path | None = None
     """Calibration file with the named operating points; default: beside the manifest."""
-    identify_margin: float | None = None
-    """Override of the calibrated 1:N ambiguity margin (tests only)."""
     gallery_backend: Literal["numpy", "faiss"] = "numpy"
     """Exact 1:N search kernel; numpy/BLAS measured faster than faiss-cpu (docs/benchmarks.md)."""
     gallery_scan_threads: int | None = Field(default=None, ge=1, le=64)

@@ -255,7 +255,6 @@ def decide_identify(
     fpir_target: float,
     *,
     more_frames_possible: bool = False,
-    margin_override: float | None = None,
 ) -> IdentifyOutcome:
     """1:N over the gallery's closest candidates (any order; the best two matter).
 
@@ -289,7 +288,7 @@ def decide_identify(
         return IdentifyOutcome(
             Decision.NO_MATCH, DecisionReason.NO_CANDIDATE, band, used.name, mode
         )
-    margin = calibrated.identify_margin if margin_override is None else margin_override
+    margin = calibrated.identify_margin
     if margin is None:
         # An uncalibrated margin would let a look-alike through unchecked: refuse the mode.
         return IdentifyOutcome(

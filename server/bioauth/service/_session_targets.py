@@ -97,13 +97,11 @@ class IdentifyTarget:
         store: TemplateStore,
         galleries: TenantGalleries,
         calibration: Calibration,
-        margin_override: float | None,
     ) -> None:
         self._tenant = tenant
         self._store = store
         self._galleries = galleries
         self._calibration = calibration
-        self._margin_override = margin_override
 
     @property
     def subject_id(self) -> str:
@@ -118,7 +116,6 @@ class IdentifyTarget:
             store=self._store,
             galleries=self._galleries,
             calibration=self._calibration,
-            margin_override=self._margin_override,
             deadline=deadline,
             more_frames_possible=not final,
         )

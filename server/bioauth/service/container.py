@@ -67,7 +67,6 @@ def build_services(
             galleries=galleries,
             calibration=calibration,
             recorder=recorder,
-            margin_override=settings.matching.identify_margin,
         ),
         subjects=SubjectService(store=store, opt_out=opt_out, galleries=galleries),
         tokens=tokens,
@@ -80,6 +79,5 @@ def build_services(
             calibration=calibration,
             recorder=recorder,
             settings=settings.stream,
-            margin_override=settings.matching.identify_margin,
         ),
     )

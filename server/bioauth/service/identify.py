@@ -51,14 +51,12 @@ class IdentifyService:
         galleries: TenantGalleries,
         calibration: Calibration | None,
         recorder: DecisionRecorder,
-        margin_override: float | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
         self._galleries = galleries
         self._calibration = calibration
         self._recorder = recorder
-        self._margin_override = margin_override
 
     async def identify(
         self,
@@ -82,7 +80,6 @@ class IdentifyService:
                 store=self._store,
                 galleries=self._galleries,
                 calibration=calibration,
-                margin_override=self._margin_override,
                 deadline=deadline,
             )
         return await self._recorder.record(
@@ -104,7 +101,6 @@ async def decide_identify(
     store: TemplateStore,
     galleries: TenantGalleries,
     calibration: Calibration,
-    margin_override: float | None,
     deadline: float | None,
     more_frames_possible: bool = False,
 ) -> tuple[Verdict, str]:
@@ -129,7 +125,6 @@ async def decide_identify(
         calibration,
         tenant.identify_fpir_target,
         more_frames_possible=more_frames_possible,
-        margin_override=margin_override,
     )
     verdict = _policy.from_identify(outcome)
     if verdict.decision is not Decision.APPROVE:

@@ -71,7 +71,6 @@ class AuthenticateService:
         calibration: Calibration | None,
         recorder: DecisionRecorder,
         settings: StreamSettings,
-        margin_override: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -81,7 +80,6 @@ class AuthenticateService:
         self._calibration = calibration
         self._recorder = recorder
         self._settings = settings
-        self._margin_override = margin_override
         self._clock = clock
 
     async def authenticate(
@@ -187,7 +185,6 @@ class AuthenticateService:
                 store=self._store,
                 galleries=self._galleries,
                 calibration=calibration,
-                margin_override=self._margin_override,
             )
         assert opening.external_ref is not None  # _check_opening
         subject = await within(

@@ -185,11 +185,13 @@ def test_margin_is_judged_on_the_two_best_in_any_order() -> None:
     assert decide_identify(cands, 1, 10, standard(), 1e-3).decision is Decision.AMBIGUOUS
 
 
-def test_margin_override_and_uncalibrated_margin() -> None:
+def test_an_uncalibrated_margin_refuses_the_mode() -> None:
+    """Without a calibrated margin a look-alike would go unchecked: no operating point."""
     cal = calibration(e1p1=mode(point(1e-3, 0.5), margin=None))
     cands = _candidates(0.30, 0.6)
     assert decide_identify(cands, 1, 1, cal, 1e-3).reason is DecisionReason.NO_OPERATING_POINT
-    assert decide_identify(cands, 1, 1, cal, 1e-3, margin_override=0.1).decision is Decision.APPROVE
+    calibrated = calibration(e1p1=mode(point(1e-3, 0.5), margin=0.1))
+    assert decide_identify(cands, 1, 1, calibrated, 1e-3).decision is Decision.APPROVE
 
 
 def test_empty_gallery_and_no_candidates() -> None:
