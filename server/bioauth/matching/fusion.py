@@ -48,6 +48,12 @@ class FusionRule(enum.StrEnum):
         """True when the rule builds one template vector per side (a gallery can hold it)."""
         return self in (FusionRule.MEAN_L2_NORMALISED, FusionRule.MEAN_RAW)
 
+    @property
+    def has_gallery_form(self) -> bool:
+        """True when a 1:N gallery can compute this rule's distances exactly (the server can
+        run it); mean of pairwise distances needs every pair and has none."""
+        return self is FusionRule.BEST_OF or self.fuses_embeddings
+
 
 def as_embedding_group(embeddings: npt.ArrayLike, field: str) -> _FloatArray:
     """A (k, d) float64 group of k >= 1 finite embeddings, or ``InvalidInput`` naming ``field``."""

@@ -79,8 +79,6 @@ class FusedTemplate:
 
 def reducer_for_rule(rule: FusionRule) -> TemplateReducer:
     """The reducer whose gallery distances are the distances ``rule`` calibrates."""
-    if rule is FusionRule.BEST_OF:
-        return PerSampleMin()
-    if rule.fuses_embeddings:
-        return FusedTemplate(rule)
-    raise ValueError(f"fusion rule {rule.value} has no exact 1:N gallery form")
+    if not rule.has_gallery_form:
+        raise ValueError(f"fusion rule {rule.value} has no exact 1:N gallery form")
+    return PerSampleMin() if rule is FusionRule.BEST_OF else FusedTemplate(rule)

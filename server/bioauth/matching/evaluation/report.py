@@ -104,14 +104,11 @@ def _rates_json(rates: list[RateAtTarget]) -> list[dict[str, Any]]:
     return [r.to_json() for r in rates]
 
 
-def _rate(rates: list[RateAtTarget], target: float) -> RateAtTarget | None:
-    return next((r for r in rates if r.target_fmr == target), None)
-
-
 def _choose_rule(
     table: dict[str, dict[str, list[RateAtTarget]]],
 ) -> tuple[FusionRule, dict[str, float]]:
-    """The rule with the lowest mean FNMR over the fused modes at FMR 1e-3 and 1e-4.
+    """The rule with the lowest mean FNMR over the fused modes at FMR 1e-3 and 1e-4, among the
+    rules the server can run (a calibration naming another would not start); every rule is scored.
 
     Only targets every rule supports in a mode count (they share the same comparisons, so
     support is the same for all of them).
@@ -126,7 +123,8 @@ def _choose_rule(
             if r.target_fmr in (1e-3, 1e-4) and r.supported and r.fnmr is not None
         ]
         scores[rule] = float(np.mean(values)) if values else float("inf")
-    best = min(scores, key=lambda r: (scores[r], r))
+    runnable = [r for r in scores if FusionRule(r).has_gallery_form]
+    best = min(runnable, key=lambda r: (scores[r], r))
     return FusionRule(best), scores
 
 
