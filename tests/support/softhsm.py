@@ -15,6 +15,7 @@ import atexit
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,15 @@ class SoftHsmToken:
         """Environment for a subprocess that should see this token."""
         return {**os.environ, "SOFTHSM2_CONF": str(self.conf)}
 
+    def settings_env(self) -> dict[str, str]:
+        """The server's settings for this token, as environment variables."""
+        return {
+            "BIOAUTH_KEYS__PROVIDER": "pkcs11",
+            "BIOAUTH_KEYS__PKCS11__LIBRARY": str(self.library),
+            "BIOAUTH_KEYS__PKCS11__TOKEN_LABEL": self.label,
+            "BIOAUTH_KEYS__PKCS11__USER_PIN": self.user_pin,
+        }
+
 
 def find_library() -> Path | None:
     for candidate in LIBRARY_CANDIDATES:
@@ -55,9 +65,15 @@ def find_library() -> Path | None:
 
 
 def make_token(
-    directory: Path, *, label: str = "bioauth-test", user_pin: str = "1234"
+    directory: Path,
+    *,
+    label: str = "bioauth-test",
+    user_pin: str = "1234",
+    for_bioauth: bool = True,
 ) -> SoftHsmToken:
-    """Initialise a fresh token in ``directory`` (fails/skips when SoftHSM2 is not installed)."""
+    """Initialise a fresh token in ``directory`` (fails/skips when SoftHSM2 is not installed),
+    and unless ``for_bioauth`` is False, mark it as bioauth's the way an operator does, with
+    ``bioauth keys init`` (in a subprocess: the library reads its configuration once)."""
     library = find_library()
     util = shutil.which("softhsm2-util")
     if library is None or util is None:
@@ -93,6 +109,14 @@ def make_token(
         capture_output=True,
         timeout=30,
     )
+    if for_bioauth:
+        subprocess.run(
+            [sys.executable, "-m", "bioauth.cli.main", "keys", "init"],
+            env={**token.env(), **token.settings_env()},
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     return token
 
 

@@ -14,8 +14,13 @@ from bioauth.store.factory import open_store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("keys", help="key rotation")
+    parser = sub.add_parser("keys", help="key provider set-up and key rotation")
     group = parser.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
+    init = group.add_parser(
+        "init",
+        help="mark a new PKCS#11 token as bioauth's and create the signing key (once per token)",
+    )
+    init.set_defaults(handler=_init)
     rotate = group.add_parser(
         "rotate", help="add a new version to every enrolled subject's key (new wraps use it)"
     )
@@ -32,6 +37,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="afterwards, disable versions no template uses any more (only keys fully moved)",
     )
     rewrap.set_defaults(handler=_rewrap)
+
+
+async def _run_init(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    provider = await open_key_provider(settings, initialise=True)
+    try:
+        kid = await provider.signing_key_id()
+    finally:
+        await provider.close()
+    print(f"key provider {provider.name} ready; signing key {kid}")
+    return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -69,12 +85,14 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def _command(args: argparse.Namespace) -> int:
+    run = _run_init if args.keys_command == "init" else _run
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(run(args))
     except BioauthError as exc:
         print(f"bioauth keys {args.keys_command}: {exc.message}", file=sys.stderr)
         return 2
 
 
+_init = _command
 _rotate = _command
 _rewrap = _command

@@ -11,8 +11,11 @@ from bioauth.crypto.vault_provider import VaultKeyProvider
 __all__ = ["open_key_provider"]
 
 
-async def open_key_provider(settings: Settings) -> KeyProvider:
+async def open_key_provider(settings: Settings, *, initialise: bool = False) -> KeyProvider:
     """Open ``settings.keys.provider``; ``KeyProviderUnavailable`` if it cannot be used.
+
+    ``initialise`` (``bioauth keys init`` only) marks a new PKCS#11 token as bioauth's; the
+    server never does, so a wiped or replaced token fails closed at start-up.
 
     The caller owns the provider and must ``await provider.close()`` at shutdown. The local
     development provider is refused when ``settings.environment`` is ``production``.
@@ -24,6 +27,7 @@ async def open_key_provider(settings: Settings) -> KeyProvider:
             token_label=keys.pkcs11.token_label,
             user_pin=keys.pkcs11.user_pin,
             signing_key_label=keys.pkcs11.signing_key_label,
+            initialise=initialise,
         )
     if keys.provider == "vault":
         return await VaultKeyProvider.open(

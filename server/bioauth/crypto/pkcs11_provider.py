@@ -6,9 +6,11 @@ Objects in the token:
   generated inside the token with ``CKA_SENSITIVE`` true and ``CKA_EXTRACTABLE`` false;
 * one EC P-256 key pair per signing-key version, label ``<signing label>``, id ``<label>/v<n>``,
   private half sensitive and non-extractable;
-* a sentinel secret key (label ``bioauth-sentinel``) made at first open. A look-up that finds
-  nothing checks the sentinel too: a missing key with the sentinel present means the key was
-  destroyed (``DecryptionFailed``); without it the token itself is gone or replaced
+* a sentinel secret key (label ``bioauth-sentinel``) made once by ``bioauth keys init``. Opening
+  a token without it fails (``KeyProviderUnavailable``): a wiped, replaced or wrong token must not
+  start a server on which every subject looks opted out. A look-up that finds nothing checks the
+  sentinel too: a missing key with the sentinel present means the key was destroyed
+  (``DecryptionFailed``); without it the token itself is gone or replaced
   (``KeyProviderUnavailable``), so a wiped token fails closed instead of looking like an opt-out.
 
 Wrapping a data key is ``CKM_AES_GCM`` encryption under the subject key with the caller's AAD as
@@ -136,9 +138,16 @@ class Pkcs11KeyProvider:
 
     @classmethod
     async def open(
-        cls, *, library: Path, token_label: str, user_pin: str, signing_key_label: str
+        cls,
+        *,
+        library: Path,
+        token_label: str,
+        user_pin: str,
+        signing_key_label: str,
+        initialise: bool = False,
     ) -> Pkcs11KeyProvider:
-        """Log in to the token; ``KeyProviderUnavailable`` if the library, token or PIN is wrong."""
+        """Log in to the token; ``KeyProviderUnavailable`` if the library, token or PIN is wrong,
+        or if the token was never initialised for bioauth (``initialise`` does that, once)."""
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bioauth-pkcs11")
         provider = cls(executor, signing_key_label)
 
@@ -147,7 +156,12 @@ class Pkcs11KeyProvider:
             provider._token_key = _LOGINS.acquire(token, str(library), token_label, user_pin)
             try:
                 provider._session = token.open(rw=True)
-                if not list(provider._session.get_objects({Attribute.LABEL: _SENTINEL_LABEL})):
+                if not provider._token_present():
+                    if not initialise:
+                        raise KeyProviderUnavailable(
+                            f"PKCS#11 token {token_label!r} holds no bioauth sentinel: never "
+                            "initialised (run `bioauth keys init`) or wiped"
+                        )
                     provider._session.generate_key(
                         KeyType.AES,
                         256,
@@ -305,8 +319,13 @@ class Pkcs11KeyProvider:
                         body, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad)
                     )
                 )
-            except (GeneralError, EncryptedDataInvalid, EncryptedDataLenRange) as exc:
-                # SoftHSM2 reports a failed GCM tag as CKR_GENERAL_ERROR.
+            except GeneralError as exc:
+                # SoftHSM2 reports a failed GCM tag as CKR_GENERAL_ERROR, and so does a failing
+                # device: only while the token still answers with its sentinel is it a bad tag.
+                if not self._token_present():
+                    raise KeyProviderUnavailable("PKCS#11 token lost its objects") from exc
+                raise _BadTag from exc
+            except (EncryptedDataInvalid, EncryptedDataLenRange) as exc:
                 raise _BadTag from exc
 
         try:

@@ -136,7 +136,7 @@ _BROKEN_TOKEN_SCRIPT = textwrap.dedent(
     from bioauth.crypto.pkcs11_provider import Pkcs11KeyProvider
     from bioauth.errors import KeyProviderUnavailable
 
-    library, label, pin, token_dir = sys.argv[1:5]
+    library, label, pin, token_dir, blank = sys.argv[1:6]
 
     async def expect_unavailable(coro):
         try:
@@ -154,6 +154,8 @@ _BROKEN_TOKEN_SCRIPT = textwrap.dedent(
             Pkcs11KeyProvider.open(token_label="no-such-token", user_pin=pin, **args)))
         print("RESULT wrong-pin", await expect_unavailable(
             Pkcs11KeyProvider.open(token_label=label, user_pin="9999", **args)))
+        print("RESULT uninitialised", await expect_unavailable(
+            Pkcs11KeyProvider.open(token_label=blank, user_pin=pin, **args)))
         p = await Pkcs11KeyProvider.open(token_label=label, user_pin=pin, **args)
         key = await p.create_subject_key("t1", "s1")
         _, wrapped = await p.generate_data_key(key.key_id, b"a")
@@ -170,11 +172,15 @@ _BROKEN_TOKEN_SCRIPT = textwrap.dedent(
 
 
 def test_a_removed_token_or_bad_credentials_fail_closed(tmp_path: Path) -> None:
-    """Wrong token label or PIN, or a token wiped under a running provider: KeyProviderUnavailable.
+    """Wrong token label or PIN, a token never initialised for bioauth (what a wiped or replaced
+    token looks like at start-up), or a token wiped under a running provider:
+    KeyProviderUnavailable, never a subject that looks opted out.
 
-    In a subprocess: the PKCS#11 library reads its configuration once per process.
+    In a subprocess: the PKCS#11 library reads its configuration once per process. The first
+    token is initialised by ``bioauth keys init`` (``make_token``), the second is left blank.
     """
     token = make_token(tmp_path, label="doomed")
+    blank = make_token(tmp_path, label="blank", for_bioauth=False)
     result = subprocess.run(
         [
             sys.executable,
@@ -184,6 +190,7 @@ def test_a_removed_token_or_bad_credentials_fail_closed(tmp_path: Path) -> None:
             token.label,
             token.user_pin,
             str(token.token_dir),
+            blank.label,
         ],
         env=token.env(),
         capture_output=True,
@@ -197,6 +204,7 @@ def test_a_removed_token_or_bad_credentials_fail_closed(tmp_path: Path) -> None:
     assert outcome == {
         "wrong-label": "unavailable",
         "wrong-pin": "unavailable",
+        "uninitialised": "unavailable",
         "unwrap": "unavailable",
         "wrap": "unavailable",
         "destroy": "unavailable",
