@@ -124,3 +124,33 @@ async def test_unreachable_redis_fails_closed() -> None:
 
 async def _static(key: SigningKey) -> Jwks:
     return Jwks((key.public_jwk(),), 300)
+
+
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[int]:
+    """A port that accepts connections and never answers: a Redis that hangs."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def test_a_redis_that_stops_answering_fails_closed_in_time(silent_redis: int) -> None:
+    """A hung Redis must not hold the payment: the check fails closed after ``timeout_s``, with
+    the SDK's own client (socket timeouts) and with a caller's client that has none."""
+    from_url = RedisReplayCache.from_url(f"redis://127.0.0.1:{silent_redis}/0", timeout_s=0.3)
+    bare = redis.asyncio.Redis(host="127.0.0.1", port=silent_redis, retry=Retry(NoBackoff(), 0))
+    try:
+        for cache in (from_url, RedisReplayCache(bare, timeout_s=0.3)):
+            with pytest.raises(ReplayCacheUnavailable):
+                await asyncio.wait_for(cache.first_use("jti-hang", NOW + 60), timeout=10)
+    finally:
+        await bare.aclose()

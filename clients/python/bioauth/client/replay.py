@@ -83,6 +83,8 @@ class RedisReplayCache:
     Args:
         redis: a ``redis.asyncio.Redis`` client (install ``bioauth-client[redis]``).
         prefix: key prefix, so that several verifiers can share one Redis.
+        timeout_s: how long one check may wait for Redis; past it the check fails closed
+            (``ReplayCacheUnavailable``) instead of holding the payment.
         clock: epoch seconds; injectable for tests.
     """
 
@@ -91,24 +93,33 @@ class RedisReplayCache:
         redis: _AsyncRedis,
         *,
         prefix: str = "bioauth:jti:",
+        timeout_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._timeout_s = timeout_s
         self._clock = clock
-        self._errors = _redis_errors()
+        self._errors: tuple[type[BaseException], ...] = (TimeoutError, *_redis_errors())
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "bioauth:jti:") -> RedisReplayCache:
-        """A cache on a new ``redis.asyncio`` client for ``url`` (``redis://host:6379/0``)."""
+    def from_url(
+        cls, url: str, *, prefix: str = "bioauth:jti:", timeout_s: float = 1.0
+    ) -> RedisReplayCache:
+        """A cache on a new ``redis.asyncio`` client for ``url`` (``redis://host:6379/0``), with
+        socket timeouts so a Redis that stops answering fails the check rather than hanging it."""
         import redis.asyncio
 
-        return cls(redis.asyncio.Redis.from_url(url), prefix=prefix)
+        client = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        return cls(client, prefix=prefix, timeout_s=timeout_s)
 
     async def first_use(self, jti: str, expires_at: float) -> bool:
         ttl_ms = max(1, math.ceil((expires_at - self._clock()) * 1000))
         try:
-            stored = await self._redis.set(self._prefix + jti, b"1", nx=True, px=ttl_ms)
+            async with asyncio.timeout(self._timeout_s):
+                stored = await self._redis.set(self._prefix + jti, b"1", nx=True, px=ttl_ms)
         except self._errors as exc:
             raise ReplayCacheUnavailable(f"replay cache failed: {type(exc).__name__}") from exc
         return bool(stored)
