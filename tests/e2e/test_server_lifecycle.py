@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -171,6 +172,41 @@ async def test_a_valid_key_gets_past_authentication(channel: aio.Channel) -> Non
         code = await _code(call(GOOD_KEY))
         assert code != grpc.StatusCode.UNAUTHENTICATED, name
         assert code != grpc.StatusCode.INTERNAL, name
+
+
+async def test_outcome_log_lines_carry_the_request_fields(
+    server: ServerProcess, channel: aio.Channel
+) -> None:
+    """Each call's outcome line (rpc_done, rpc_failed) names its request id, tenant and method:
+    the line an operator searches first must not lose them."""
+    stub = bioauth_pb2_grpc.BioAuthStub(channel)
+    ref = types_pb2.SubjectRef(external_ref="acct-log-" + str(id(stub)))
+    with pytest.raises(aio.AioRpcError) as info:
+        await stub.GetSubject(
+            bioauth_pb2.GetSubjectRequest(subject=ref), metadata=GOOD_KEY, timeout=5
+        )
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+    def outcome_lines() -> list[dict[str, object]]:
+        lines = [json.loads(x) for x in server.logs().splitlines() if x.startswith("{")]
+        return [
+            x
+            for x in lines
+            if x.get("event") in ("rpc_done", "rpc_failed")
+            and x.get("method") == "/bioauth.v1.BioAuth/GetSubject"
+        ]
+
+    for _ in range(50):  # the server writes its log line as the call ends
+        if len(outcome_lines()) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    lines = outcome_lines()
+    assert {x["event"] for x in lines} >= {"rpc_done", "rpc_failed"}
+    for line in lines:
+        assert line["tenant"] == "tenant-a"
+        assert isinstance(line["request_id"], str)
+        assert len(line["request_id"]) == 32
+    assert "acct-log" not in server.logs(), "external references never reach the logs"
 
 
 async def test_unauthenticated_calls_never_reach_the_handler(

@@ -46,7 +46,3 @@ def current_request() -> RequestContext:
 
 def request_scope(ctx: RequestContext) -> contextvars.Token[RequestContext | None]:
     return _CURRENT.set(ctx)
-
-
-def reset_request_scope(token: contextvars.Token[RequestContext | None]) -> None:
-    _CURRENT.reset(token)

@@ -19,7 +19,7 @@ from grpc import aio
 from bioauth.errors import DeadlineExceeded
 from bioauth.security.around import AroundInterceptor
 from bioauth.security.authentication import current_tenant
-from bioauth.security.context import RequestContext, request_scope, reset_request_scope
+from bioauth.security.context import RequestContext, request_scope
 
 __all__ = ["DeadlineInterceptor"]
 
@@ -54,20 +54,19 @@ class DeadlineInterceptor(AroundInterceptor):
             context: aio.ServicerContext[Any, Any],
         ) -> Any:
             ctx, imposed = self._open(method, context)
-            token = request_scope(ctx)
+            # Each call runs in its own task: nothing to restore, and the log fields stay bound
+            # for the outcome line the error mapping writes around this interceptor.
+            request_scope(ctx)
+            if imposed is None:
+                return await call(request, context)
+            scope = asyncio.timeout(imposed)
             try:
-                if imposed is None:
+                async with scope:
                     return await call(request, context)
-                try:
-                    async with asyncio.timeout(imposed):
-                        return await call(request, context)
-                except TimeoutError as exc:
-                    raise DeadlineExceeded(
-                        f"server default deadline of {imposed:g} s exceeded"
-                    ) from exc
-            finally:
-                reset_request_scope(token)
-                structlog.contextvars.clear_contextvars()
+            except TimeoutError as exc:
+                if not scope.expired():
+                    raise  # from below, not the default deadline: an internal error
+                raise _spent(imposed) from exc
 
         return around
 
@@ -83,13 +82,18 @@ class DeadlineInterceptor(AroundInterceptor):
                 async for item in call(request, context):
                     yield item
                 return
+            scope = asyncio.timeout(imposed)
             try:
-                async with asyncio.timeout(imposed):
+                async with scope:
                     async for item in call(request, context):
                         yield item
             except TimeoutError as exc:
-                raise DeadlineExceeded(
-                    f"server default deadline of {imposed:g} s exceeded"
-                ) from exc
+                if not scope.expired():
+                    raise  # from below, not the default deadline: an internal error
+                raise _spent(imposed) from exc
 
         return around
+
+
+def _spent(imposed: float) -> DeadlineExceeded:
+    return DeadlineExceeded(f"server default deadline of {imposed:g} s exceeded")
