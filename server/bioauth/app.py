@@ -143,10 +143,12 @@ async def build_app(
             ),
             server,
         )
-    port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
-    if port == 0:
+    address = f"{settings.server.host}:{settings.server.port}"
+    try:
+        port = server.add_insecure_port(address)  # grpc raises RuntimeError when it cannot bind
+    except BaseException as exc:
         await _close_all(closers)
-        raise OSError(f"could not bind {settings.server.host}:{settings.server.port}")
+        raise OSError(f"could not bind {address}") from exc
     return App(settings, server, health_servicer, port, closers)
 
 

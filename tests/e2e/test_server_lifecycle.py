@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -264,3 +265,16 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
         assert await asyncio.to_thread(proc.wait, 30) == 0
     finally:
         proc.stop()
+
+
+def test_a_port_in_use_fails_start_up_with_a_clear_message(tmp_path: Path) -> None:
+    """The port is taken: the server says so and exits non-zero (what it opened is closed)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = ServerProcess(tmp_path, env={"BIOAUTH_SERVER__PORT": str(port)})
+        with pytest.raises(RuntimeError, match=f"bioauth serve: could not bind 127.0.0.1:{port}"):
+            proc.start(timeout_s=60)
+        assert proc.process is not None
+        assert proc.process.returncode not in (None, 0)

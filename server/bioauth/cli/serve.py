@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from bioauth.app import serve
 from bioauth.config import load_settings
+from bioauth.errors import BioauthError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,9 +20,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides = {}
-    settings = load_settings(args.config)
-    if args.port is not None:
-        overrides["server"] = settings.server.model_copy(update={"port": args.port})
-        settings = settings.model_copy(update=overrides)
-    return asyncio.run(serve(settings))
+    overrides = {} if args.port is None else {"server": {"port": args.port}}
+    settings = load_settings(args.config, **overrides)  # validated like the file and environment
+    try:
+        return asyncio.run(serve(settings))
+    except (OSError, BioauthError) as exc:
+        # Start-up failures an operator fixes (port taken, key provider or store down): one line.
+        message = exc.message if isinstance(exc, BioauthError) else str(exc)
+        print(f"bioauth serve: {message}", file=sys.stderr)
+        return 1
