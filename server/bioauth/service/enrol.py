@@ -36,6 +36,7 @@ from bioauth.service.domain import (
 )
 from bioauth.service.probes import FaceEmbedder
 from bioauth.service.templates import refresh_gallery_subject
+from bioauth.store.notify import ENROLL
 from bioauth.store.protocol import (
     AuditEntry,
     Consent,
@@ -50,7 +51,6 @@ from bioauth.store.protocol import (
 __all__ = ["EnrolService", "decode_enrol_response", "encode_enrol_response"]
 
 _LOGGER = get_logger(__name__)
-_OPERATION = "enroll"
 _CREATE_ATTEMPTS = 2
 
 
@@ -185,7 +185,7 @@ class EnrolService:
             response=encode_enrol_response(view),
             audit=AuditEntry(
                 tenant_id=tenant_id,
-                operation=_OPERATION,
+                operation=ENROLL,
                 at=now,
                 subject_id=subject_id,
                 model_id=model_id,

@@ -29,6 +29,7 @@ import structlog
 from bioauth.crypto.provider import KeyProvider
 from bioauth.errors import DependencyError, InvalidInput, KeyProviderUnavailable, NotFound
 from bioauth.observability.logging import pseudonym
+from bioauth.store.notify import OPT_OUT_COMPLETED, OPT_OUT_REQUESTED
 from bioauth.store.protocol import AuditEntry, SubjectRecord, SubjectStatus, TemplateStore
 
 __all__ = ["OptOutResult", "OptOutRetrier", "OptOutService", "OptOutState"]
@@ -106,7 +107,7 @@ class OptOutService:
             subject.subject_id,
             audit=AuditEntry(
                 tenant_id=tenant_id,
-                operation="opt_out.requested",
+                operation=OPT_OUT_REQUESTED,
                 at=self._clock(),
                 subject_id=subject.subject_id,
                 details=details,
@@ -128,7 +129,7 @@ class OptOutService:
                 subject_id,
                 audit=AuditEntry(
                     tenant_id=tenant_id,
-                    operation="opt_out.completed",
+                    operation=OPT_OUT_COMPLETED,
                     at=self._clock(),
                     subject_id=subject_id,
                     details={"key_destroyed": True, "provider": self._provider.name},
