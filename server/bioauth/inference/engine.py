@@ -82,10 +82,6 @@ class OnnxEngine:
         return self._item_shape
 
     @property
-    def embedding_size(self) -> int:
-        return self.manifest.embedding_size
-
-    @property
     def providers(self) -> list[str]:
         """The providers the session actually uses (ORT may drop one that fails to start)."""
         names: list[str] = self._session.get_providers()

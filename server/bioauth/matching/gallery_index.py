@@ -78,10 +78,6 @@ class RowStore:
         return self._count
 
     @property
-    def capacity(self) -> int:
-        return sum(block.shape[0] for block in self._blocks)
-
-    @property
     def row_bytes(self) -> int:
         """Template values plus the norm column, at capacity."""
         return sum(block.nbytes for block in self._blocks)
@@ -139,10 +135,6 @@ class RowStore:
         block, offset = divmod(index, self.block_rows)
         row: NDArray[np.float32] = self._blocks[block][offset]
         return row
-
-    def owner(self, index: int) -> int:
-        block, offset = divmod(index, self.block_rows)
-        return int(self._owners[block][offset])
 
     def set_owner(self, index: int, owner: int) -> None:
         block, offset = divmod(index, self.block_rows)

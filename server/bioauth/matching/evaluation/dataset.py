@@ -60,10 +60,6 @@ class LfwSet:
     def folds(self) -> tuple[int, ...]:
         return tuple(sorted({int(f) for f in self.subject_fold}))
 
-    def images_of(self, subject: int) -> npt.NDArray[np.intp]:
-        """Chip indices of one subject, in file order."""
-        return np.flatnonzero(self.subject == subject)
-
 
 def _read_index(root: Path) -> list[dict[str, object]]:
     try:
