@@ -31,7 +31,7 @@ system-deps:
 model: $(STAMP)
 	$(VENV)/bin/bioauth model build
 
-run: setup model
+run: $(STAMP) model
 	$(VENV)/bin/bioauth serve
 
 test: setup model
@@ -55,7 +55,7 @@ bench-model: setup model
 bench-accuracy: setup model
 	$(VENV)/bin/bioauth eval lfw
 
-bench-gallery: setup
+bench-gallery: $(STAMP)
 	$(PY) scripts/bench_gallery.py
 
 bench-rewrap: setup

@@ -25,6 +25,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bioauth.wire import MAX_FRAMES_PER_SESSION
+
 __all__ = [
     "BatcherSettings",
     "ImageSettings",
@@ -215,7 +217,7 @@ class GallerySyncSettings(_Section):
 class StreamSettings(_Section):
     """Budgets of one Authenticate session (frames and seconds)."""
 
-    default_max_frames: int = Field(default=10, ge=1, le=10)
+    default_max_frames: int = Field(default=10, ge=1, le=int(MAX_FRAMES_PER_SESSION))
     """Frames a session may send when its SessionOpen leaves ``max_frames`` at 0
     (at most the API's MAX_FRAMES_PER_SESSION)."""
     budget_s: float = Field(default=10.0, gt=0)

@@ -1,7 +1,7 @@
 """The one place where bioauth's typed errors become gRPC status codes.
 
 Servicers never pick a status code themselves: they raise ``bioauth.errors`` types (or let them
-propagate) and ``StatusMappingInterceptor`` turns each into its code with the error's safe
+propagate) and ``ErrorMappingInterceptor`` turns each into its code with the error's safe
 message. Anything else is a bug: INTERNAL with an opaque message, the detail only in the log.
 """
 

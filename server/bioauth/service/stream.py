@@ -167,9 +167,7 @@ class AuthenticateService:
         ends_at = opened_at + self._settings.budget_s
         if deadline is not None:
             ends_at = min(ends_at, deadline - self._settings.decision_reserve_s)
-        max_frames = opening.max_frames or min(
-            self._settings.default_max_frames, MAX_FRAMES_PER_SESSION
-        )
+        max_frames = opening.max_frames or self._settings.default_max_frames
         return SessionLimits(max_frames=max_frames, ends_at=ends_at)
 
     async def _target(
