@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 
 from bioauth.crypto.envelope import SealedTemplate, wrap_aad
 from bioauth.crypto.provider import KeyProvider, WrappedKey
 from bioauth.errors import BioauthError, DecryptionFailed, NotFound
-from bioauth.store.protocol import SubjectStatus, TemplateStore, WrappedKeyUpdate
+from bioauth.store.protocol import SubjectKey, SubjectStatus, TemplateStore, WrappedKeyUpdate
 
 __all__ = ["RewrapReport", "rewrap_templates", "rotate_subject_keys"]
 
 _LOG = structlog.get_logger(__name__)
+_Item = TypeVar("_Item")
 
 
 @dataclass
@@ -55,12 +57,13 @@ class RewrapReport:
 
 
 async def _bounded(
-    items: list[SealedTemplate], limit: int, fn: Callable[[SealedTemplate], Awaitable[None]]
+    items: Sequence[_Item], limit: int, fn: Callable[[_Item], Awaitable[None]]
 ) -> None:
-    """Run ``fn`` over ``items``, at most ``limit`` at once; the first bioauth error leaves as-is."""
+    """Run ``fn`` over ``items``, at most ``limit`` at once; the first bioauth error leaves as-is
+    (not wrapped in an ExceptionGroup, so callers and the CLI see the typed error)."""
     semaphore = asyncio.Semaphore(limit)
 
-    async def one(item: SealedTemplate) -> None:
+    async def one(item: _Item) -> None:
         async with semaphore:
             await fn(item)
 
@@ -77,21 +80,17 @@ async def rotate_subject_keys(
 ) -> int:
     """Add a version to every enrolled subject's key; returns how many keys were rotated."""
     rotated = 0
-    semaphore = asyncio.Semaphore(concurrency)
 
-    async def rotate(key_id: str) -> None:
+    async def rotate(key: SubjectKey) -> None:
         nonlocal rotated
-        async with semaphore:
-            try:
-                await provider.rotate_subject_key(key_id)
-            except NotFound:
-                return  # opted out between the read and the rotation
-            rotated += 1
+        try:
+            await provider.rotate_subject_key(key.key_id)
+        except NotFound:
+            return  # opted out between the read and the rotation
+        rotated += 1
 
     async for page in store.iter_subject_keys(batch_size=batch_size):
-        async with asyncio.TaskGroup() as group:
-            for key in page:
-                group.create_task(rotate(key.key_id))
+        await _bounded(page, concurrency, rotate)
     _LOG.info("subject keys rotated", keys=rotated, provider=provider.name)
     return rotated
 

@@ -17,7 +17,7 @@ from bioauth.cli.main import main
 from bioauth.crypto.envelope import SealedTemplate, open_template, wrap_aad
 from bioauth.crypto.local_provider import LocalKeyProvider
 from bioauth.crypto.provider import KeyProvider, WrappedKey
-from bioauth.errors import DecryptionFailed
+from bioauth.errors import DecryptionFailed, KeyProviderUnavailable
 from bioauth.service.opt_out import OptOutService
 from bioauth.service.rewrap import rewrap_templates, rotate_subject_keys
 from bioauth.store.protocol import TemplateStore, new_subject_id
@@ -29,6 +29,24 @@ pytestmark = pytest.mark.integration
 
 async def _all_templates(store: TemplateStore) -> list[SealedTemplate]:
     return [t async for page in store.iter_wrapped_keys_for_rewrap(batch_size=1000) for t in page]
+
+
+async def test_rotation_with_the_key_provider_down_raises_the_typed_error(
+    store: TemplateStore, local_provider: LocalKeyProvider, faces: list[Face]
+) -> None:
+    """A provider outage mid-rotation leaves as KeyProviderUnavailable, not an ExceptionGroup,
+    so `bioauth keys rotate` answers with its one-line message."""
+    for i in range(2):
+        await enroll_new(store, local_provider, "bank-a", f"card-down-{i}", [faces[i].descriptor])
+
+    class Down:
+        name = "down"
+
+        async def rotate_subject_key(self, key_id: str) -> int:
+            raise KeyProviderUnavailable("the HSM is gone")
+
+    with pytest.raises(KeyProviderUnavailable, match="HSM is gone"):
+        await rotate_subject_keys(store, cast(KeyProvider, Down()), concurrency=2)
 
 
 def _aad(t: SealedTemplate) -> bytes:
