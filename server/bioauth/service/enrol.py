@@ -22,7 +22,7 @@ from typing import Any
 
 from bioauth.crypto.envelope import SealedTemplate, seal_template
 from bioauth.crypto.provider import KeyProvider
-from bioauth.errors import FailedPrecondition, InvalidInput
+from bioauth.errors import AlreadyExists, BioauthError, FailedPrecondition, InvalidInput
 from bioauth.inference.decode import RawImage
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.observability.logging import get_logger, pseudonym
@@ -200,12 +200,15 @@ class EnrolService:
         )
         try:
             stored = await within(deadline, self._store.enroll(enrolment), "enrolment write")
-        except SubjectExists:
+        except (SubjectExists, AlreadyExists):
+            # The store refused the write as a whole (not a timeout, after which it may have
+            # committed): nothing was written under a new subject id, so its fresh key is unused.
             if existing is None:
-                # Nothing was written under this new subject id, so its fresh key is unused.
-                await self._keys.destroy_subject_key(key_id)
+                await self._discard_key(key_id)
             raise
         if stored.replayed:
+            if existing is None and stored.subject.subject_id != subject_id:
+                await self._discard_key(key_id)  # the stored answer is another subject's
             _LOGGER.info("enrol_replayed", subject=pseudonym(stored.subject.subject_id))
             return decode_enrol_response(stored.response)
         # The store is the truth; the gallery follows it (also when consent to 1:N changed).
@@ -220,6 +223,13 @@ class EnrolService:
             identification=request.identification,
         )
         return view
+
+    async def _discard_key(self, key_id: str) -> None:
+        """Destroy a subject key this request made and nothing uses (best effort)."""
+        try:
+            await self._keys.destroy_subject_key(key_id)
+        except BioauthError as exc:  # the request's own answer matters more; the key is empty
+            _LOGGER.warning("unused_subject_key_not_destroyed", error=type(exc).__name__)
 
 
 def _live(subject: SubjectRecord | None) -> SubjectRecord | None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from bioauth.crypto.provider import KeyRef
 from bioauth.errors import AlreadyExists, FailedPrecondition, InvalidInput
 from bioauth.inference.decode import RawImage
 from bioauth.matching.gallery import TenantGalleries
@@ -167,3 +168,32 @@ async def test_start_up_load_fills_the_gallery_from_the_store(world: World) -> N
     assert only_1to1.subject_id not in gallery
     assert gallery.template_count == 2
     assert len(fresh.get(world.other_tenant.id)) == 0
+
+
+async def test_a_refused_or_replayed_enrolment_leaves_no_unused_subject_key(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new subject's key is made before the write; when the store refuses the write (same
+    idempotency key, other content) the key is destroyed, not left orphaned in the HSM."""
+    made: list[str] = []
+    create = world.keys.create_subject_key
+
+    async def recording(tenant_id: str, subject_id: str) -> KeyRef:
+        ref = await create(tenant_id, subject_id)
+        made.append(ref.key_id)
+        return ref
+
+    monkeypatch.setattr(world.keys, "create_subject_key", recording)
+    world.scripted.register(face_png(1), person(1))
+    world.scripted.register(face_png(2), person(2))
+    first = await world.services.enrol.enroll(
+        world.tenant.id, enrol_request("acct-1", [face_png(1)], key="k-1"), deadline=deadline()
+    )
+    with pytest.raises(AlreadyExists):
+        await world.services.enrol.enroll(
+            world.tenant.id, enrol_request("acct-2", [face_png(2)], key="k-1"), deadline=deadline()
+        )
+    assert len(made) == 2
+    assert await world.keys.subject_key_exists(made[0])
+    assert not await world.keys.subject_key_exists(made[1])
+    assert first.subject_id in made[0]
