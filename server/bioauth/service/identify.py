@@ -35,7 +35,8 @@ from bioauth.service.domain import (
     Transaction,
 )
 from bioauth.service.probes import FaceEmbedder
-from bioauth.store.protocol import SubjectRecord, SubjectStatus, TemplateStore
+from bioauth.service.templates import searchable
+from bioauth.store.protocol import TemplateStore
 
 __all__ = ["IdentifyService", "best_two", "decide_identify"]
 
@@ -132,7 +133,7 @@ async def decide_identify(
     subject = await within(
         deadline, store.get_subject_by_id(tenant.id, verdict.subject_id), "subject look-up"
     )
-    if subject is None or not _searchable(subject) or subject.external_ref is None:
+    if subject is None or not searchable(subject) or subject.external_ref is None:
         gallery.remove(verdict.subject_id)
         return _stale(verdict), ""
     return verdict, subject.external_ref
@@ -160,16 +161,6 @@ def best_two(results: Sequence[GalleryResult]) -> list[policy.Candidate]:
             if held is None or candidate.distance < held.distance:
                 best[candidate.subject_id] = candidate
     return sorted(best.values(), key=lambda c: c.distance)[:2]
-
-
-def _searchable(subject: SubjectRecord) -> bool:
-    consent = subject.consent
-    return (
-        subject.status is SubjectStatus.ENROLLED
-        and consent is not None
-        and consent.identification
-        and consent.withdrawn_at is None
-    )
 
 
 def _stale(verdict: Verdict) -> Verdict:

@@ -28,14 +28,11 @@ from bioauth.crypto.provider import KeyProvider
 from bioauth.errors import (
     BioauthError,
     DeadlineExceeded,
-    FailedPrecondition,
     InvalidInput,
-    NotFound,
 )
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.matching.operating_points import Calibration
 from bioauth.observability.logging import get_logger
-from bioauth.service._deadline import within
 from bioauth.service._inbox import Inbox, InboxEvent
 from bioauth.service._policy import require_calibration
 from bioauth.service._session import Session, SessionLimits
@@ -49,8 +46,8 @@ from bioauth.service.stream_types import (
     SessionOpening,
     SessionReply,
 )
-from bioauth.service.templates import open_templates
-from bioauth.store.protocol import SubjectStatus, TemplateStore
+from bioauth.service.templates import enrolled_subject, open_enrolment
+from bioauth.store.protocol import TemplateStore
 from bioauth.wire import MAX_FRAMES_PER_SESSION
 
 __all__ = ["AuthenticateService"]
@@ -185,24 +182,10 @@ class AuthenticateService:
                 calibration=calibration,
             )
         assert opening.external_ref is not None  # _check_opening
-        subject = await within(
-            deadline, self._store.get_subject(tenant.id, opening.external_ref), "subject look-up"
+        subject = await enrolled_subject(self._store, tenant.id, opening.external_ref, deadline)
+        enrolment = await open_enrolment(
+            self._store, self._keys, subject, self._embedder.model_id, deadline
         )
-        if subject is None:
-            raise NotFound("no such subject for this tenant")
-        if subject.status is not SubjectStatus.ENROLLED:
-            raise FailedPrecondition("the subject has opted out")
-        templates = await within(
-            deadline, self._store.list_templates(tenant.id, subject.subject_id), "template read"
-        )
-        model_id = self._embedder.model_id
-        enrolment = await within(
-            deadline, open_templates(self._keys, templates, model_id), "template decryption"
-        )
-        if len(enrolment) == 0:
-            raise FailedPrecondition(
-                "the subject has no template of the model in service; enrol again"
-            )
         return VerifyTarget(subject, enrolment, calibration, tenant.verify_operating_point)
 
 

@@ -16,13 +16,21 @@ import numpy.typing as npt
 
 from bioauth.crypto.envelope import SealedTemplate, open_template
 from bioauth.crypto.provider import KeyProvider
-from bioauth.errors import DecryptionFailed
+from bioauth.errors import DecryptionFailed, FailedPrecondition, NotFound
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.matching.gallery_reduce import MAX_ENROLMENT_IMAGES
 from bioauth.observability.logging import get_logger, pseudonym
+from bioauth.service._deadline import within
 from bioauth.store.protocol import SubjectRecord, SubjectStatus, TemplateStore
 
-__all__ = ["load_gallery", "open_templates", "refresh_gallery_subject"]
+__all__ = [
+    "enrolled_subject",
+    "load_gallery",
+    "open_enrolment",
+    "open_templates",
+    "refresh_gallery_subject",
+    "searchable",
+]
 
 _LOGGER = get_logger(__name__)
 
@@ -38,6 +46,51 @@ async def open_templates(
     return np.stack(rows).astype(np.float32, copy=False)
 
 
+async def enrolled_subject(
+    store: TemplateStore, tenant_id: str, external_ref: str, deadline: float | None
+) -> SubjectRecord:
+    """The subject a 1:1 comparison is against (Verify, a verify session): ``NotFound`` for a
+    reference this tenant does not know, ``FailedPrecondition`` for one who opted out."""
+    subject = await within(deadline, store.get_subject(tenant_id, external_ref), "subject look-up")
+    if subject is None:
+        raise NotFound("no such subject for this tenant")
+    if subject.status is not SubjectStatus.ENROLLED:
+        raise FailedPrecondition("the subject has opted out")
+    return subject
+
+
+async def open_enrolment(
+    store: TemplateStore,
+    keys: KeyProvider,
+    subject: SubjectRecord,
+    model_id: str,
+    deadline: float | None,
+) -> npt.NDArray[np.float32]:
+    """The subject's decrypted templates of the serving model, for one comparison only;
+    ``FailedPrecondition`` when it has none (enrolled under another model)."""
+    templates = await within(
+        deadline, store.list_templates(subject.tenant_id, subject.subject_id), "template read"
+    )
+    enrolment = await within(
+        deadline, open_templates(keys, templates, model_id), "template decryption"
+    )
+    if len(enrolment) == 0:
+        raise FailedPrecondition("the subject has no template of the model in service; enrol again")
+    return enrolment
+
+
+def searchable(subject: SubjectRecord) -> bool:
+    """The one rule for who a 1:N search may find: enrolled, with consent to identification
+    not withdrawn. The gallery holds exactly these; an approval is re-checked against it."""
+    consent = subject.consent
+    return (
+        subject.status is SubjectStatus.ENROLLED
+        and consent is not None
+        and consent.identification
+        and consent.withdrawn_at is None
+    )
+
+
 async def refresh_gallery_subject(
     store: TemplateStore,
     keys: KeyProvider,
@@ -47,14 +100,7 @@ async def refresh_gallery_subject(
 ) -> None:
     """Make the gallery agree with the store about one subject: present with every current
     template while enrolled with 1:N consent, absent otherwise."""
-    consent = subject.consent
-    searchable = (
-        subject.status is SubjectStatus.ENROLLED
-        and consent is not None
-        and consent.identification
-        and consent.withdrawn_at is None
-    )
-    if not searchable:
+    if not searchable(subject):
         gallery.get(subject.tenant_id).remove(subject.subject_id)
         return
     templates = await store.list_templates(subject.tenant_id, subject.subject_id)

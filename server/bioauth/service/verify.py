@@ -14,17 +14,15 @@ import numpy as np
 
 from bioauth.config import TenantSettings
 from bioauth.crypto.provider import KeyProvider
-from bioauth.errors import FailedPrecondition, NotFound
 from bioauth.matching import policy
 from bioauth.matching.operating_points import Calibration
 from bioauth.service import _policy
-from bioauth.service._deadline import within
 from bioauth.service._policy import require_calibration
 from bioauth.service.decisions import DecisionRecorder
 from bioauth.service.domain import AuthorizationOutcome, FaceInput, Operation, Transaction
 from bioauth.service.probes import FaceEmbedder
-from bioauth.service.templates import open_templates
-from bioauth.store.protocol import SubjectStatus, TemplateStore
+from bioauth.service.templates import enrolled_subject, open_enrolment
+from bioauth.store.protocol import TemplateStore
 
 __all__ = ["VerifyService"]
 
@@ -58,13 +56,7 @@ class VerifyService:
     ) -> AuthorizationOutcome:
         """Decide and record; ``NotFound`` for a subject this tenant does not know,
         ``FailedPrecondition`` for one who opted out or has no template of the serving model."""
-        subject = await within(
-            deadline, self._store.get_subject(tenant.id, external_ref), "subject look-up"
-        )
-        if subject is None:
-            raise NotFound("no such subject for this tenant")
-        if subject.status is not SubjectStatus.ENROLLED:
-            raise FailedPrecondition("the subject has opted out")
+        subject = await enrolled_subject(self._store, tenant.id, external_ref, deadline)
         calibration = require_calibration(self._calibration, self._embedder.model_id)
         model_id = self._embedder.model_id
         outcomes = tuple(await self._embedder.embed_all(probes, deadline=deadline))
@@ -72,18 +64,7 @@ class VerifyService:
         if not usable:
             verdict = _policy.no_usable_probe(subject.subject_id)
         else:
-            templates = await within(
-                deadline,
-                self._store.list_templates(tenant.id, subject.subject_id),
-                "template read",
-            )
-            enrolment = await within(
-                deadline, open_templates(self._keys, templates, model_id), "template decryption"
-            )
-            if len(enrolment) == 0:
-                raise FailedPrecondition(
-                    "the subject has no template of the model in service; enrol again"
-                )
+            enrolment = await open_enrolment(self._store, self._keys, subject, model_id, deadline)
             outcome = policy.verify(
                 enrolment,
                 np.stack(usable),
