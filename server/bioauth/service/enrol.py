@@ -212,8 +212,12 @@ class EnrolService:
             _LOGGER.info("enrol_replayed", subject=pseudonym(stored.subject.subject_id))
             return decode_enrol_response(stored.response)
         # The store is the truth; the gallery follows it (also when consent to 1:N changed).
-        await refresh_gallery_subject(
-            self._store, self._keys, self._gallery, stored.subject, model_id
+        await within(
+            deadline,
+            refresh_gallery_subject(
+                self._store, self._keys, self._gallery, stored.subject, model_id
+            ),
+            "gallery refresh",
         )
         _LOGGER.info(
             "enrolled",

@@ -181,8 +181,6 @@ class OptOutRetrier:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self.rounds = 0
-        """Completed passes over the pending list (tests wait on it)."""
         service.add_pending_listener(self.wake)
 
     def wake(self) -> None:
@@ -216,7 +214,6 @@ class OptOutRetrier:
             except DependencyError as exc:
                 _LOG.warning("opt-out retrier cannot read the store", error=exc.message)
                 left = 1
-            self.rounds += 1
             if left:
                 delay = backoff * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not crypto)
                 backoff = min(backoff * 2, self._max)

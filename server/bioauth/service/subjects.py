@@ -85,14 +85,6 @@ class SubjectService:
             withdrawn_at=withdrawn_at or self._clock(),
         )
 
-    async def view_by_id(self, tenant_id: str, subject_id: str) -> SubjectView:
-        """The subject as ``get`` shows it, by pseudonymous id (works after opt-out too)."""
-        subject = await self._store.get_subject_by_id(tenant_id, subject_id)
-        if subject is None:
-            raise NotFound("no such subject for this tenant")
-        templates = await self._store.list_templates(tenant_id, subject_id)
-        return _view(subject, len(templates), tuple(sorted({t.model_id for t in templates})))
-
 
 def _view(subject: SubjectRecord, template_count: int, model_ids: tuple[str, ...]) -> SubjectView:
     consent = subject.consent

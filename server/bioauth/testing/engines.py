@@ -43,10 +43,6 @@ class FakeEngine:
     def item_shape(self) -> tuple[int, ...]:
         return self._item_shape
 
-    @property
-    def items_run(self) -> int:
-        return sum(self.batch_sizes)
-
     def hold(self) -> None:
         """Make ``run`` block (after recording its batch) until ``release``."""
         self._gate.clear()

@@ -8,6 +8,7 @@ import pytest
 
 from bioauth.errors import FailedPrecondition, NotFound
 from bioauth.service.domain import Decision, DecisionReason, ScoreBand
+from bioauth.store.protocol import SubjectStatus
 from tests.unit.service.conftest import (
     World,
     deadline,
@@ -211,10 +212,10 @@ async def test_opt_out_removes_from_gallery_and_stops_verification(world: World)
         world.tenant, [_probe(world, 112, like=1)], transaction(), deadline=deadline()
     )
     assert identified.decision is Decision.NO_MATCH
-    view = await world.services.subjects.view_by_id(world.tenant.id, subject_id)
-    assert view.status == "opted_out"
-    assert view.withdrawn_at is not None
-    assert view.template_count == 0
+    stored = await world.store.get_subject_by_id(world.tenant.id, subject_id)
+    assert stored is not None
+    assert stored.status is SubjectStatus.OPTED_OUT
+    assert await world.store.list_templates(world.tenant.id, subject_id) == []
     by_ref = await world.services.subjects.get(world.tenant.id, "acct-1", deadline=deadline())
     assert (by_ref.subject_id, by_ref.status) == (subject_id, "opted_out")
     assert by_ref.withdrawn_at == deleted.withdrawn_at
