@@ -37,6 +37,8 @@ __all__ = [
     "DecryptionFailed",
     "DependencyError",
     "FailedPrecondition",
+    "ImageOverLimit",
+    "ImageTooSmall",
     "IntegrityError",
     "InternalError",
     "InvalidInput",
@@ -69,6 +71,15 @@ class InvalidInput(CallerError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message if field is None else f"{field}: {message}")
         self.field = field
+
+
+class ImageOverLimit(InvalidInput):
+    """An image beyond the request's size limits (bytes, a side, pixels): the whole request is
+    refused, unlike a crop that is merely unreadable."""
+
+
+class ImageTooSmall(InvalidInput):
+    """An image below the smallest side the settings accept; a crop like that is TOO_SMALL."""
 
 
 class Unauthenticated(CallerError):

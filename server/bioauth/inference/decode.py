@@ -16,7 +16,7 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 from bioauth.config import ImageSettings
-from bioauth.errors import InvalidInput
+from bioauth.errors import ImageOverLimit, ImageTooSmall, InvalidInput
 
 __all__ = ["RawImage", "decode_image"]
 
@@ -50,7 +50,9 @@ def decode_image(
     """Decode a JPEG/PNG file (``bytes``, recognised by magic bytes) or raw RGB8 into (H, W, 3) RGB.
 
     Raises ``InvalidInput`` naming ``field`` for anything outside ``limits`` or not decodable, so
-    the API can answer INVALID_ARGUMENT; it never lets a Pillow error escape. Blocking: run it in a
+    the API can answer INVALID_ARGUMENT; it never lets a Pillow error escape. Two subclasses say
+    which limit: ``ImageOverLimit`` (too many bytes or pixels, a side too long) and
+    ``ImageTooSmall`` (a side shorter than ``limits.min_side_px``). Blocking: run it in a
     worker thread from async code.
     """
     if isinstance(image, RawImage):
@@ -73,7 +75,7 @@ def _decode_raw(image: RawImage, limits: ImageSettings, field: str) -> npt.NDArr
 
 def _decode_encoded(data: bytes, limits: ImageSettings, field: str) -> npt.NDArray[np.uint8]:
     if len(data) > limits.max_encoded_bytes:
-        raise InvalidInput(
+        raise ImageOverLimit(
             f"encoded image is {len(data)} bytes; the limit is {limits.max_encoded_bytes}",
             field=field,
         )
@@ -102,7 +104,7 @@ def _decode_encoded(data: bytes, limits: ImageSettings, field: str) -> npt.NDArr
         raise
     except Image.DecompressionBombError as exc:
         # Pillow refuses headers far beyond any sane size while opening, before our own check.
-        raise InvalidInput(
+        raise ImageOverLimit(
             f"{image_format} header claims more than {limits.max_pixels} pixels", field=field
         ) from exc
     except _DECODE_ERRORS as exc:
@@ -118,18 +120,18 @@ def _check_dimensions(width: int, height: int, limits: ImageSettings, field: str
     if width <= 0 or height <= 0:
         raise InvalidInput(f"image is {width}x{height}; width and height must be > 0", field=field)
     if max(width, height) > limits.max_side_px:
-        raise InvalidInput(
+        raise ImageOverLimit(
             f"image is {width}x{height}; the largest side allowed is {limits.max_side_px} px",
             field=field,
         )
-    if min(width, height) < limits.min_side_px:
-        raise InvalidInput(
-            f"image is {width}x{height}; the smallest side allowed is {limits.min_side_px} px",
-            field=field,
-        )
     if width * height > limits.max_pixels:
-        raise InvalidInput(
+        raise ImageOverLimit(
             f"image is {width}x{height} = {width * height} pixels; the limit is "
             f"{limits.max_pixels}",
+            field=field,
+        )
+    if min(width, height) < limits.min_side_px:
+        raise ImageTooSmall(
+            f"image is {width}x{height}; the smallest side allowed is {limits.min_side_px} px",
             field=field,
         )

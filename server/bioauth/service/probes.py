@@ -10,18 +10,16 @@ limits (too many bytes or pixels), which is the caller's error for the whole req
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from bioauth.config import ImageSettings
-from bioauth.errors import InvalidInput
-from bioauth.inference.decode import RawImage, decode_image
+from bioauth.errors import ImageOverLimit, ImageTooSmall, InvalidInput
+from bioauth.inference.decode import decode_image
 from bioauth.inference.manifest import ModelManifest
 from bioauth.inference.preprocess import to_model_input
 from bioauth.inference.quality import QualityIssue, QualityReport, assess_quality
@@ -60,9 +58,6 @@ class FaceEmbedder:
         self._batcher = batcher
         self._manifest = manifest
         self._images = images
-        # Decoding accepts anything down to the smallest side the settings allow, so that a crop
-        # that is merely small is reported TOO_SMALL rather than refused as malformed.
-        self._decode_limits = images.model_copy(update={"min_side_px": 16})
 
     @property
     def model_id(self) -> str:
@@ -99,53 +94,19 @@ class FaceEmbedder:
         return [self._prepare(index, crop) for index, crop in enumerate(crops)]
 
     def _prepare(self, index: int, crop: FaceInput) -> _Prepared:
-        field = f"image[{index}]"
-        self._check_request_limits(crop, field)
         try:
-            rgb = decode_image(crop, self._decode_limits, field=field)
+            rgb = decode_image(crop, self._images, field=f"image[{index}]")
+        except ImageOverLimit:
+            raise  # the request's own limits: INVALID_ARGUMENT for the whole request
+        except ImageTooSmall:
+            return _Prepared(index, SampleReason.TOO_SMALL, 0.0, None)
         except InvalidInput:
             return _Prepared(index, SampleReason.UNREADABLE, 0.0, None)
-        height, width = rgb.shape[:2]
-        if min(width, height) < self._images.min_side_px:
-            return _Prepared(index, SampleReason.TOO_SMALL, 0.0, None)
         report = assess_quality(rgb, self._images.quality)
         quality = _quality_score(report, self._images.quality.min_sharpness)
         if not report.ok:
             return _Prepared(index, _ISSUE_REASON[report.issues[0]], quality, None)
         return _Prepared(index, None, quality, to_model_input(rgb, self._manifest.input))
-
-    def _check_request_limits(self, crop: FaceInput, field: str) -> None:
-        """Size limits are the request's contract: breaking one is INVALID_ARGUMENT, not a
-        rejected sample. Only the header is read here."""
-        limits = self._images
-        if isinstance(crop, RawImage):
-            width, height = crop.width, crop.height
-        else:
-            if len(crop) > limits.max_encoded_bytes:
-                raise InvalidInput(
-                    f"encoded image is {len(crop)} bytes; the limit is {limits.max_encoded_bytes}",
-                    field=field,
-                )
-            size = _header_size(crop)
-            if size is None:
-                return  # not parseable: decoding reports it UNREADABLE
-            width, height = size
-        if max(width, height) > limits.max_side_px or width * height > limits.max_pixels:
-            raise InvalidInput(
-                f"image is {width}x{height}; the limits are {limits.max_side_px} px a side and "
-                f"{limits.max_pixels} pixels",
-                field=field,
-            )
-
-
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        with Image.open(io.BytesIO(data), formats=["JPEG", "PNG"]) as img:
-            width, height = img.size
-            return int(width), int(height)
-    except Exception:
-        # Any failure to parse a header means an unreadable sample, decided by decode_image.
-        return None
 
 
 def _quality_score(report: QualityReport, min_sharpness: float) -> float:

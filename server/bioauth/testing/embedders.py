@@ -43,8 +43,7 @@ class ScriptedEmbedder:
             raise ValueError(
                 f"embedding must have shape ({self._manifest.embedding_size},), got {vector.shape}"
             )
-        limits = self._images.model_copy(update={"min_side_px": 16})
-        x = to_model_input(decode_image(image, limits), self._manifest.input)
+        x = to_model_input(decode_image(image, self._images), self._manifest.input)
         self._scripted[_key(x)] = vector
 
     async def embed(

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from bioauth.config import ImageSettings
-from bioauth.errors import InvalidInput
+from bioauth.errors import ImageOverLimit, ImageTooSmall, InvalidInput
 from bioauth.inference.decode import RawImage, decode_image
 
 LIMITS = ImageSettings()
@@ -87,7 +87,7 @@ def test_oversize_file_is_refused_by_its_byte_count() -> None:
     limits = ImageSettings(max_encoded_bytes=4096)
     big = _encode(_rgb(128, 128), "PNG")
     assert len(big) > 4096
-    with pytest.raises(InvalidInput, match=rf"is {len(big)} bytes; the limit is 4096"):
+    with pytest.raises(ImageOverLimit, match=rf"is {len(big)} bytes; the limit is 4096"):
         decode_image(big, limits, field="images[0]")
 
 
@@ -100,19 +100,22 @@ def test_unknown_format_is_refused_by_magic_bytes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("width", "height", "message"),
+    ("width", "height", "kind", "message"),
     [
-        (100_000, 100_000, "more than 4194304 pixels"),
-        (60_000, 64, "largest side allowed is 2048"),
-        (2048, 2048 * 2, "largest side allowed is 2048"),
-        (32, 512, "smallest side allowed is 64"),
+        (100_000, 100_000, ImageOverLimit, "more than 4194304 pixels"),
+        (60_000, 64, ImageOverLimit, "largest side allowed is 2048"),
+        (2048, 2048 * 2, ImageOverLimit, "largest side allowed is 2048"),
+        (60_000, 8, ImageOverLimit, "largest side allowed is 2048"),  # over a limit wins
+        (32, 512, ImageTooSmall, "smallest side allowed is 64"),
+        (8, 8, ImageTooSmall, "smallest side allowed is 64"),
     ],
 )
 def test_header_dimensions_are_refused_before_decoding(
-    width: int, height: int, message: str
+    width: int, height: int, kind: type[InvalidInput], message: str
 ) -> None:
-    # The pixel data is garbage: a size error (not a decode error) proves nothing was decoded.
-    with pytest.raises(InvalidInput, match=message):
+    """Each limit says which it is, so callers tell a refused request (over a limit) from a
+    crop that is only too small; the pixel data is garbage, so nothing was decoded."""
+    with pytest.raises(kind, match=message):
         decode_image(_png_header_only(width, height), LIMITS)
 
 

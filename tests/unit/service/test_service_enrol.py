@@ -88,10 +88,15 @@ async def test_enrolment_without_consent_is_refused(world: World) -> None:
 async def test_all_samples_rejected_stores_nothing(world: World) -> None:
     view = await world.services.enrol.enroll(
         world.tenant.id,
-        enrol_request("acct-1", [b"not an image", face_png(2, side=80)]),
+        enrol_request("acct-1", [b"not an image", face_png(2, side=80), face_png(3, side=8)]),
         deadline=deadline(),
     )
-    assert [s.reason for s in view.samples] == [SampleReason.UNREADABLE, SampleReason.TOO_SMALL]
+    # 80 px fails the quality gate, 8 px the decoder's smallest side: both only TOO_SMALL.
+    assert [s.reason for s in view.samples] == [
+        SampleReason.UNREADABLE,
+        SampleReason.TOO_SMALL,
+        SampleReason.TOO_SMALL,
+    ]
     assert view.subject_id == ""
     assert view.template_count == 0
     assert await world.store.get_subject(world.tenant.id, "acct-1") is None
