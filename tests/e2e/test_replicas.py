@@ -32,6 +32,7 @@ from tests.support.environment import faces_dir
 from tests.support.postgres import fresh_database
 from tests.support.server import ServerProcess, tenant_toml, write_test_config
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -173,11 +174,11 @@ async def _until(
 
 
 async def _log_shows(server: ServerProcess, event: str, count: int) -> None:
-    until = time.monotonic() + WAIT_S
-    while server.logs().count(f'"event": "{event}"') < count:
-        if time.monotonic() > until:
-            raise AssertionError(f"{event} not logged {count} times within {WAIT_S} s")
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: server.logs().count(f'"event": "{event}"') >= count,
+        f"{event} logged {count} times",
+        timeout_s=WAIT_S,
+    )
 
 
 async def test_enrolled_on_one_identified_on_the_other_then_opted_out_everywhere(

@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from bioauth.client import AsyncClient, HealthStatus
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
 from tests.support.server import TEST_API_KEYS, ServerProcess
+from tests.support.slow_server import SLOW_CALL_STARTED
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -197,10 +199,7 @@ async def test_outcome_log_lines_carry_the_request_fields(
             and x.get("method") == "/bioauth.v1.BioAuth/GetSubject"
         ]
 
-    for _ in range(50):  # the server writes its log line as the call ends
-        if len(outcome_lines()) >= 2:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(lambda: len(outcome_lines()) >= 2, "both outcome lines logged")
     lines = outcome_lines()
     assert {x["event"] for x in lines} >= {"rpc_done", "rpc_failed"}
     for line in lines:
@@ -255,7 +254,9 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
             slow = asyncio.ensure_future(
                 ch.unary_unary("/bioauth.test.Slow/Sleep")(b"1.5", metadata=GOOD_KEY, timeout=20)
             )
-            await asyncio.sleep(0.3)  # let the slow call start before the signal
+            await eventually(  # the call is in its handler before the signal
+                lambda: SLOW_CALL_STARTED in proc.logs(), "the slow call reached its handler"
+            )
             proc.terminate()
             second = await watch.read()
             assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -90,14 +90,14 @@ class ServerProcess:
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         port_file = self.directory / "port"
         port_file.unlink(missing_ok=True)
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [*self.argv, "--config", str(self.config), "serve"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("wb") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [*self.argv, "--config", str(self.config), "serve"],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if port_file.is_file() and port_file.read_text().strip():

@@ -21,9 +21,12 @@ from bioauth.config import load_settings
 from bioauth.security.context import current_request
 
 SLOW_METHOD = "/bioauth.test.Slow/Sleep"
+SLOW_CALL_STARTED = "slow_call_started"
+"""Written to stderr (the server log) as each slow call enters its handler."""
 
 
 async def _sleep(request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
+    print(SLOW_CALL_STARTED, file=sys.stderr, flush=True)
     remaining = current_request().remaining()
     await asyncio.sleep(float(request.decode("ascii")))
     return f"{remaining:.3f}".encode("ascii")

@@ -9,8 +9,6 @@ token issuer and the follower are the real ones.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from bioauth.testing import build_tiny_model, tiny_manifest
 from bioauth.testing.embedders import ScriptedEmbedder
 from tests.support.postgres import fresh_database
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.wait import eventually
 from tests.unit.service.conftest import (
     DIM,
     deadline,
@@ -127,12 +126,7 @@ def _follower(replica: Replica, dsn: str, model_id: str) -> GallerySync:
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll ``check`` until it holds, for at most WAIT_S seconds."""
-    until = time.monotonic() + WAIT_S
-    while not await check():
-        if time.monotonic() > until:
-            raise AssertionError(f"not within {WAIT_S} s: {what}")
-        await asyncio.sleep(0.05)
+    await eventually(check, what, timeout_s=WAIT_S)
 
 
 async def _enrol(replica: Replica, scripted: ScriptedEmbedder, ref: str, seed: int) -> str:

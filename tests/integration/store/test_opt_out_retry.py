@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import pytest
@@ -16,6 +13,7 @@ from bioauth.service.opt_out import OptOutRetrier, OptOutService, OptOutState
 from bioauth.store.protocol import AuditEntry, SubjectStatus, TemplateStore
 from tests.integration.store.conftest import Face
 from tests.integration.store.helpers import enroll_new, now
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +39,6 @@ class FaultyKeys:
             raise KeyProviderUnavailable("injected: key provider down")
         if not self.pretend:
             await self.inner.destroy_subject_key(key_id)
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_failed_key_destruction_leaves_the_opt_out_pending_then_the_retrier_finishes_it(
@@ -81,7 +72,7 @@ async def test_failed_key_destruction_leaves_the_opt_out_pending_then_the_retrie
             found = await store.get_subject_by_id("bank-a", subject.subject_id)
             return found is not None and found.status is SubjectStatus.OPTED_OUT
 
-        await _eventually(opted_out)
+        await eventually(opted_out, "the retrier completed the opt-out", timeout_s=10)
     finally:
         await retrier.close()
     await retrier.close()  # idempotent
@@ -127,7 +118,7 @@ async def test_the_retrier_finishes_opt_outs_left_pending_by_a_crash(
         async def done() -> bool:
             return not await store.list_pending_opt_outs()
 
-        await _eventually(done)
+        await eventually(done, "the retrier finished the pending opt-out", timeout_s=10)
     finally:
         await retrier.close()
     assert not await local_provider.subject_key_exists(outcome.subject.key_id)
