@@ -72,6 +72,9 @@ def test_sdk_wheels_install_and_import_alone(tmp_path: Path) -> None:
         check=False,
     )
     if install.returncode != 0:
+        unreachable = any(sign in install.stderr for sign in _NO_INDEX_SIGNS)
+        if not unreachable:  # a packaging bug (an unsatisfiable requirement): never a skip
+            pytest.fail("pip could not install the SDK wheels:\n" + install.stderr[-2000:])
         missing(
             "a package index for grpcio, protobuf, pyjwt and rfc8785",
             "allow pip to reach PyPI or fill the local pip cache; pip said: "
@@ -101,6 +104,16 @@ def test_sdk_wheels_install_and_import_alone(tmp_path: Path) -> None:
         check=True,
     )
     assert "token" in cli.stdout
+
+
+# What pip prints when it cannot reach an index at all (as opposed to not finding a version).
+_NO_INDEX_SIGNS = (
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "Could not fetch URL",
+    "ProxyError",
+)
 
 
 def _build_wheel_into(source: Path, work: Path, dist: Path) -> None:
