@@ -36,6 +36,7 @@ from bioauth.matching.gallery_reduce import reducer_for_rule
 from bioauth.matching.operating_points import Calibration, load_calibration
 from bioauth.modelbuild.build import ensure_built
 from bioauth.observability.logging import configure_logging, get_logger
+from bioauth.observability.metrics import MetricsEndpoint
 from bioauth.security.authentication import AuthenticationInterceptor, TenantDirectory
 from bioauth.security.deadline import DeadlineInterceptor
 from bioauth.service.container import Services, build_services
@@ -77,6 +78,13 @@ class App:
 
     async def start(self) -> None:
         await self.server.start()
+        server_settings = self.settings.server
+        if server_settings.metrics_port is not None:
+            endpoint = MetricsEndpoint.start(
+                server_settings.metrics_host, server_settings.metrics_port
+            )
+            self._closers.append(endpoint.close)
+            _LOGGER.info("metrics_listening", host=server_settings.metrics_host, port=endpoint.port)
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         port_file = self.settings.server.port_file

@@ -67,6 +67,10 @@ class ServerSettings(_Section):
     """Address to bind; loopback by default so a development server is never exposed."""
     port: int = Field(default=50051, ge=0, le=65535)
     """TCP port; 0 picks a free one (the bound port is logged and written to ``port_file``)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Prometheus ``/metrics`` (RPC and batcher families) on ``metrics_host``; None: not served,
+    0: any free port (logged as ``metrics_listening``)."""
+    metrics_host: str = "127.0.0.1"
     port_file: Path | None = None
     """When set, the bound port is written here once the server accepts calls (tests use it)."""
     grace_period_s: float = Field(default=10.0, gt=0)

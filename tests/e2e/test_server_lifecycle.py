@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -279,3 +280,31 @@ def test_a_port_in_use_fails_start_up_with_a_clear_message(tmp_path: Path) -> No
             proc.start(timeout_s=60)
         assert proc.process is not None
         assert proc.process.returncode not in (None, 0)
+
+
+async def test_metrics_are_served_without_anything_biometric(tmp_path: Path) -> None:
+    """server.metrics_port serves the RPC and batcher families; labels carry no reference."""
+    proc = ServerProcess(
+        tmp_path, argv=SLOW_SERVER, env={"BIOAUTH_SERVER__METRICS_PORT": "0"}
+    ).start()
+    try:
+        await eventually(lambda: "metrics_listening" in proc.logs(), "metrics endpoint logged")
+        [line] = [json.loads(x) for x in proc.logs().splitlines() if '"metrics_listening"' in x]
+        async with aio.insecure_channel(proc.target) as ch:
+            ref = types_pb2.SubjectRef(external_ref="acct-metrics-1")
+            with pytest.raises(aio.AioRpcError):
+                await bioauth_pb2_grpc.BioAuthStub(ch).GetSubject(
+                    bioauth_pb2.GetSubjectRequest(subject=ref), metadata=GOOD_KEY, timeout=5
+                )
+        url = f"http://127.0.0.1:{line['port']}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+        text = body.decode()
+        assert (
+            'bioauth_rpc_total{code="NOT_FOUND",method="/bioauth.v1.BioAuth/GetSubject"} 1.0'
+            in text
+        )
+        for family in ("bioauth_inference_batch_size", "bioauth_inference_queue_depth"):
+            assert f"# TYPE {family}" in text
+        assert "acct-metrics" not in text
+    finally:
+        proc.stop()
