@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from bioauth.client import AsyncClient, HealthStatus
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
 from tests.support.server import TEST_API_KEYS, ServerProcess
-from tests.support.slow_server import SLOW_CALL_STARTED
+from tests.support.slow_server import SLOW_CALL_STARTED, SLOW_METHOD
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -296,9 +296,23 @@ async def test_metrics_are_served_without_anything_biometric(tmp_path: Path) -> 
                 await bioauth_pb2_grpc.BioAuthStub(ch).GetSubject(
                     bioauth_pb2.GetSubjectRequest(subject=ref), metadata=GOOD_KEY, timeout=5
                 )
+            sleep = ch.unary_unary(SLOW_METHOD)
+            with pytest.raises(aio.AioRpcError) as cut:
+                await sleep(b"3", metadata=GOOD_KEY, timeout=0.5)
+            assert cut.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         url = f"http://127.0.0.1:{line['port']}/metrics"
-        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
-        text = body.decode()
+
+        def scrape() -> str:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+
+        expired = f'bioauth_rpc_total{{code="DEADLINE_EXCEEDED",method="{SLOW_METHOD}"}} 1.0'
+
+        async def counted() -> bool:
+            return expired in await asyncio.to_thread(scrape)
+
+        await eventually(counted, "a call cut off by its client deadline is counted")
+        text = await asyncio.to_thread(scrape)
         assert (
             'bioauth_rpc_total{code="NOT_FOUND",method="/bioauth.v1.BioAuth/GetSubject"} 1.0'
             in text

@@ -6,6 +6,7 @@ interceptor, so a default deadline that expires is mapped like any other error.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -65,6 +66,15 @@ def _record(method: str, code: grpc.StatusCode, started: float) -> None:
     _LOGGER.info("rpc_done", code=code.name, seconds=round(elapsed, 6))
 
 
+def _cut_off(context: aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """Why grpc cancelled the call's task: the client's deadline ran out, or the client left.
+    Counted and logged like any other outcome, so the slowest calls are not the missing ones."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
 def _is_abort(exc: BaseException) -> bool:
     # context.abort() raises an AbortError that must pass through untouched.
     return isinstance(exc, aio.AbortError)
@@ -77,6 +87,9 @@ def _unary(method: str, drain_s: float) -> Callable[..., Awaitable[Any]]:
         started = time.perf_counter()
         try:
             response = await call(request, context)
+        except asyncio.CancelledError:
+            _record(method, _cut_off(context), started)
+            raise
         except Exception as exc:
             if _is_abort(exc):
                 raise
@@ -98,6 +111,9 @@ def _stream(method: str, drain_s: float) -> Callable[..., AsyncIterator[Any]]:
         try:
             async for item in call(request, context):
                 yield item
+        except asyncio.CancelledError:
+            _record(method, _cut_off(context), started)
+            raise
         except Exception as exc:
             if _is_abort(exc):
                 raise
