@@ -33,6 +33,7 @@ import base64
 import concurrent.futures
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -51,6 +52,7 @@ __all__ = ["VaultKeyProvider"]
 
 _LOG = structlog.get_logger(__name__)
 _T = TypeVar("_T")
+_SIGNING_VERSION_TTL_S = 30.0  # like the PKCS#11 provider's _NEWEST_TTL_S
 
 _UNAVAILABLE = (
     requests.exceptions.RequestException,
@@ -102,6 +104,8 @@ class VaultKeyProvider:
             max_threads, thread_name_prefix="bioauth-vault"
         )
         self._closed = False
+        self._signing_version: tuple[int, float] | None = None
+        """(latest version, when read): saves a GET before every approval's sign call."""
 
     @property
     def name(self) -> str:
@@ -294,12 +298,23 @@ class VaultKeyProvider:
             raise InternalError("the Transit signing key is not an ecdsa-p256 key")
         return data
 
+    async def _latest_signing_version(self) -> int:
+        """The newest signing version, re-read at most every ``_SIGNING_VERSION_TTL_S``: a
+        rotation made elsewhere is picked up within that time; until then tokens carry the
+        previous version, which the JWKS still publishes."""
+        cached = self._signing_version
+        if cached is not None and time.monotonic() - cached[1] < _SIGNING_VERSION_TTL_S:
+            return cached[0]
+        version = int((await self._signing_info())["latest_version"])
+        self._signing_version = (version, time.monotonic())
+        return version
+
     async def signing_key_id(self) -> str:
-        return make_kid(self._signing_name, int((await self._signing_info())["latest_version"]))
+        return make_kid(self._signing_name, await self._latest_signing_version())
 
     async def sign_es256(self, signing_input: bytes, *, kid: str | None = None) -> bytes:
         version = (
-            int((await self._signing_info())["latest_version"])
+            await self._latest_signing_version()
             if kid is None
             else parse_kid(kid, self._signing_name)
         )
@@ -339,7 +354,9 @@ class VaultKeyProvider:
         info = await self._post(self._signing_path() + "/rotate", {})
         if "latest_version" not in info:
             info = await self._signing_info()
-        return make_kid(self._signing_name, int(info["latest_version"]))
+        version = int(info["latest_version"])
+        self._signing_version = (version, time.monotonic())
+        return make_kid(self._signing_name, version)
 
     async def close(self) -> None:
         if self._closed:

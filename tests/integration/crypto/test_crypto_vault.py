@@ -9,6 +9,7 @@ import hvac
 import hvac.exceptions
 import pytest
 
+from bioauth.crypto import vault_provider
 from bioauth.crypto.vault_provider import VaultKeyProvider
 from bioauth.errors import DecryptionFailed, KeyProviderUnavailable, NotFound
 from tests.support.openbao import OpenBaoServer, start_openbao
@@ -117,3 +118,26 @@ async def test_a_down_server_fails_closed() -> None:
         server.stop()
     with pytest.raises(KeyProviderUnavailable):
         await VaultKeyProvider.open(url="http://127.0.0.1:9", token="x", timeout_s=1.0)
+
+
+async def test_a_rotation_by_another_replica_is_picked_up_within_the_version_ttl(
+    openbao_server: OpenBaoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replica B reads the newest signing version at most every 30 s (one GET saved per
+    approval); meanwhile its tokens carry the version it knows, which the JWKS still lists."""
+    name = "sig-" + uuid.uuid4().hex[:10]
+    a = await _open(openbao_server, signing_key_name=name)
+    b = await _open(openbao_server, signing_key_name=name)
+    try:
+        first = await b.signing_key_id()
+        rotated = await a.rotate_signing_key()
+        assert rotated != first
+        assert await b.signing_key_id() == first, "within the TTL B keeps the version it read"
+        assert first in {jwk["kid"] for jwk in await b.public_jwks()}
+        signature = await b.sign_es256(b"payload")
+        assert len(signature) == 64
+        monkeypatch.setattr(vault_provider, "_SIGNING_VERSION_TTL_S", 0.0)
+        assert await b.signing_key_id() == rotated, "after the TTL B reads the new version"
+    finally:
+        await a.close()
+        await b.close()
