@@ -84,8 +84,9 @@ def _request(url: str, token: str, method: str = "GET", body: bytes | None = Non
         return exc.code
 
 
-def start_openbao(mount: str = "transit") -> OpenBaoServer:
-    """Start a dev server, wait until it answers, mount Transit; fails/skips without ``bao``."""
+def start_openbao(mount: str = "transit", *, initialise: bool = True) -> OpenBaoServer:
+    """Start a dev server, wait until it answers, mount Transit and (unless ``initialise`` is
+    False) run ``bioauth keys init`` on it; fails/skips without ``bao``."""
     binary = find_bao()
     if binary is None:
         missing("OpenBao (the bao binary)", _HOW)
@@ -126,7 +127,31 @@ def start_openbao(mount: str = "transit") -> OpenBaoServer:
     if status not in (200, 204):
         server.stop()
         pytest.fail(f"mounting transit answered HTTP {status}", pytrace=False)
+    if initialise:
+        _keys_init(server)
     return server
+
+
+def _keys_init(server: OpenBaoServer) -> None:
+    """Mark the mount as bioauth's the way an operator does: ``bioauth keys init``."""
+    env = {
+        **os.environ,
+        "BIOAUTH_KEYS__PROVIDER": "vault",
+        "BIOAUTH_KEYS__VAULT__URL": server.url,
+        "BIOAUTH_KEYS__VAULT__TOKEN": server.token,
+        "BIOAUTH_KEYS__VAULT__MOUNT": server.mount,
+    }
+    init = subprocess.run(
+        [sys.executable, "-m", "bioauth.cli.main", "keys", "init"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if init.returncode != 0:
+        server.stop()
+        pytest.fail(f"bioauth keys init failed: {init.stderr[-1000:]}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ __all__ = ["open_key_provider"]
 async def open_key_provider(settings: Settings, *, initialise: bool = False) -> KeyProvider:
     """Open ``settings.keys.provider``; ``KeyProviderUnavailable`` if it cannot be used.
 
-    ``initialise`` (``bioauth keys init`` only) marks a new PKCS#11 token as bioauth's; the
-    server never does, so a wiped or replaced token fails closed at start-up.
+    ``initialise`` (``bioauth keys init`` only) marks a new PKCS#11 token or Transit mount as
+    bioauth's; the server never does, so a wiped or replaced one fails closed at start-up.
 
     The caller owns the provider and must ``await provider.close()`` at shutdown. The local
     development provider is refused when ``settings.environment`` is ``production``.
@@ -37,5 +37,6 @@ async def open_key_provider(settings: Settings, *, initialise: bool = False) -> 
             subject_key_prefix=keys.vault.subject_key_prefix,
             signing_key_name=keys.vault.signing_key_name,
             timeout_s=keys.vault.timeout_s,
+            initialise=initialise,
         )
     return await LocalKeyProvider.open(keys.local_path, environment=settings.environment)

@@ -22,6 +22,10 @@ Signing: an ``ecdsa-p256`` key; ``sign`` with ``prehashed=true``, ``hash_algorit
 DER). Public keys come from the key's info; versions below ``min_decryption_version`` are no
 longer published.
 
+Sentinel: ``bioauth keys init`` creates a Transit key named ``bioauth-sentinel`` in the mount;
+opening a mount without it fails (``KeyProviderUnavailable``), so a server pointed at a fresh,
+wiped or wrong mount does not start and treat every subject as opted out (as with PKCS#11).
+
 Calls run on a small thread pool, one ``hvac.Client`` (one HTTP connection pool) per thread.
 Connection failures, timeouts, 401/403 (token revoked or policy), 429 and 5xx mean "unavailable".
 """
@@ -52,6 +56,7 @@ __all__ = ["VaultKeyProvider"]
 
 _LOG = structlog.get_logger(__name__)
 _T = TypeVar("_T")
+_SENTINEL = "bioauth-sentinel"
 _SIGNING_VERSION_TTL_S = 30.0  # like the PKCS#11 provider's _NEWEST_TTL_S
 
 _UNAVAILABLE = (
@@ -122,8 +127,10 @@ class VaultKeyProvider:
         signing_key_name: str = "bioauth-token-signing",
         timeout_s: float = 5.0,
         max_threads: int = 8,
+        initialise: bool = False,
     ) -> VaultKeyProvider:
-        """Connect and check the token can use the Transit mount (fails closed if not)."""
+        """Connect and check the token can use the Transit mount and that the mount is bioauth's
+        (its sentinel key; ``initialise`` creates it, once); fails closed otherwise."""
         provider = cls(
             url=url,
             token=token,
@@ -134,16 +141,24 @@ class VaultKeyProvider:
             max_threads=max_threads,
         )
         try:
-            await provider._call(
-                lambda c: c.adapter.get(f"/v1/{provider._mount}/keys", params={"list": True})
-            )
-        except NotFound:
-            pass  # an empty mount lists as 404; the call still proved the server and token work
+            await provider._check_sentinel(initialise)
         except BaseException:
             provider._executor.shutdown(wait=False)
             raise
         _LOG.info("vault transit key provider open", url=url, mount=mount)
         return provider
+
+    async def _check_sentinel(self, initialise: bool) -> None:
+        path = f"/v1/{self._mount}/keys/{_SENTINEL}"
+        try:
+            await self._call(lambda c: c.adapter.get(path))
+        except NotFound:
+            if not initialise:
+                raise KeyProviderUnavailable(
+                    f"Vault Transit mount {self._mount!r} holds no {_SENTINEL} key: never "
+                    "initialised (run `bioauth keys init`) or wiped"
+                ) from None
+            await self._post(path, {"type": "aes256-gcm96"})
 
     # --- plumbing ---------------------------------------------------------------------------------
 

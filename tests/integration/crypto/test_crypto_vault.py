@@ -141,3 +141,18 @@ async def test_a_rotation_by_another_replica_is_picked_up_within_the_version_ttl
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_mount_never_initialised_for_bioauth_refuses_to_open(
+    openbao_server: OpenBaoServer, admin: hvac.Client
+) -> None:
+    """A fresh (or wiped, or wrong) Transit mount fails closed at open; `bioauth keys init`
+    (``initialise=True``) marks it once, and then it opens."""
+    mount = "fresh-" + uuid.uuid4().hex[:8]
+    admin.sys.enable_secrets_engine("transit", path=mount)
+    with pytest.raises(KeyProviderUnavailable, match="never initialised"):
+        await _open(openbao_server, mount=mount)
+    initialised = await _open(openbao_server, mount=mount, initialise=True)
+    await initialised.close()
+    reopened = await _open(openbao_server, mount=mount)
+    await reopened.close()
