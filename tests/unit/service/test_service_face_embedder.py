@@ -11,7 +11,7 @@ import pytest
 from bioauth.config import ImageSettings
 from bioauth.errors import DeadlineExceeded, InvalidInput
 from bioauth.service.domain import SampleReason
-from bioauth.service.probes import FaceEmbedder
+from bioauth.service.face_embedder import FaceEmbedder
 from tests.unit.service.conftest import DIM, World, deadline, face_png
 
 
