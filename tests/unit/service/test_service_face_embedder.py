@@ -1,4 +1,5 @@
-"""Probe embedding: per-crop reasons, request limits, and cancellation reaching inference."""
+"""Face embedding, for probes and enrolment samples alike: per-crop reasons, request limits, and
+cancellation reaching inference."""
 
 from __future__ import annotations
 
