@@ -40,9 +40,9 @@ from bioauth.observability.metrics import MetricsEndpoint
 from bioauth.security.authentication import AuthenticationInterceptor, TenantDirectory
 from bioauth.security.deadline import DeadlineInterceptor
 from bioauth.service.container import Services, build_services
+from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.gallery_sync import open_gallery_sync
 from bioauth.service.opt_out import OptOutRetrier, OptOutService
-from bioauth.service.probes import FaceEmbedder
 from bioauth.service.templates import load_gallery
 from bioauth.store.factory import open_store
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc

@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator
 from bioauth.api import convert
 from bioauth.errors import InvalidInput
 from bioauth.inference.decode import RawImage
-from bioauth.service.domain import FaceInput
+from bioauth.service.domain import FaceInput, Operation
 from bioauth.service.stream_types import (
     FrameReason,
     FrameVerdict,
     SessionMessage,
-    SessionMode,
     SessionOpening,
     SessionReply,
     StreamFrame,
@@ -28,8 +27,8 @@ from bioauth.v1 import bioauth_pb2, types_pb2
 __all__ = ["session_messages", "session_response"]
 
 _MODES = {
-    bioauth_pb2.AUTHENTICATION_MODE_VERIFY: SessionMode.VERIFY,
-    bioauth_pb2.AUTHENTICATION_MODE_IDENTIFY: SessionMode.IDENTIFY,
+    bioauth_pb2.AUTHENTICATION_MODE_VERIFY: Operation.VERIFY,
+    bioauth_pb2.AUTHENTICATION_MODE_IDENTIFY: Operation.IDENTIFY,
 }
 _FRAME_REASON = {
     FrameReason.UNREADABLE: types_pb2.FRAME_REJECT_REASON_UNREADABLE,
@@ -62,7 +61,7 @@ def session_opening(message: bioauth_pb2.SessionOpen) -> SessionOpening:
     if not message.HasField("transaction"):
         raise InvalidInput("is required", field="open.transaction")
     external_ref: str | None = None
-    if mode is SessionMode.VERIFY:
+    if mode is Operation.VERIFY:
         external_ref = convert.external_ref(message.subject, "open.subject.external_ref")
     elif message.subject.external_ref:
         raise InvalidInput("must be empty for an identify session", field="open.subject")

@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bioauth.errors import FailedPrecondition, InvalidInput
 from bioauth.inference.decode import RawImage
+from bioauth.matching.decision import Decision, DecisionReason, ScoreBand
 from bioauth.service.domain import (
     AuthorizationOutcome,
     DeletionOutcome,
@@ -37,7 +38,7 @@ __all__ = [
     "authorization_result",
     "delete_response",
     "enrol_request",
-    "enroll_response",
+    "enrol_response",
     "external_ref",
     "face_inputs",
     "subject_response",
@@ -52,6 +53,30 @@ _SAMPLE_REASON = {
     SampleReason.TOO_BLURRED: types_pb2.SAMPLE_REJECT_REASON_TOO_BLURRED,
     SampleReason.TOO_DARK: types_pb2.SAMPLE_REJECT_REASON_TOO_DARK,
     SampleReason.IMPLAUSIBLE_EMBEDDING: types_pb2.SAMPLE_REJECT_REASON_IMPLAUSIBLE_EMBEDDING,
+}
+_DECISION = {
+    Decision.APPROVE: types_pb2.DECISION_APPROVE,
+    Decision.DECLINE: types_pb2.DECISION_DECLINE,
+    Decision.NO_MATCH: types_pb2.DECISION_NO_MATCH,
+    Decision.AMBIGUOUS: types_pb2.DECISION_AMBIGUOUS,
+    Decision.RETRY: types_pb2.DECISION_RETRY,
+}
+_DECISION_REASON = {
+    DecisionReason.SCORE_BELOW_THRESHOLD: types_pb2.DECISION_REASON_SCORE_BELOW_THRESHOLD,
+    DecisionReason.NO_CANDIDATE: types_pb2.DECISION_REASON_NO_CANDIDATE,
+    DecisionReason.RUNNER_UP_TOO_CLOSE: types_pb2.DECISION_REASON_RUNNER_UP_TOO_CLOSE,
+    DecisionReason.NO_USABLE_PROBE: types_pb2.DECISION_REASON_NO_USABLE_PROBE,
+    DecisionReason.MORE_FRAMES_NEEDED: types_pb2.DECISION_REASON_MORE_FRAMES_NEEDED,
+    DecisionReason.NO_OPERATING_POINT: types_pb2.DECISION_REASON_NO_OPERATING_POINT,
+    DecisionReason.EMPTY_GALLERY: types_pb2.DECISION_REASON_EMPTY_GALLERY,
+    DecisionReason.QUALITY_TOO_LOW: types_pb2.DECISION_REASON_QUALITY_TOO_LOW,
+    DecisionReason.SESSION_BUDGET_SPENT: types_pb2.DECISION_REASON_SESSION_BUDGET_SPENT,
+}
+_SCORE_BAND = {
+    ScoreBand.VERY_HIGH: types_pb2.SCORE_BAND_VERY_HIGH,
+    ScoreBand.HIGH: types_pb2.SCORE_BAND_HIGH,
+    ScoreBand.LOW: types_pb2.SCORE_BAND_LOW,
+    ScoreBand.VERY_LOW: types_pb2.SCORE_BAND_VERY_LOW,
 }
 _STATUS = {
     "enrolled": bioauth_pb2.ENROLMENT_STATUS_ENROLLED,
@@ -148,7 +173,7 @@ def transaction(tx: types_pb2.TransactionContext, field: str = "transaction") ->
     return Transaction(transaction_id=tx.transaction_id, binding=binding)
 
 
-def enroll_response(view: EnrolOutcomeView) -> bioauth_pb2.EnrollResponse:
+def enrol_response(view: EnrolOutcomeView) -> bioauth_pb2.EnrollResponse:
     return bioauth_pb2.EnrollResponse(
         subject_id=view.subject_id,
         model_id=view.model_id,
@@ -169,22 +194,25 @@ def enroll_response(view: EnrolOutcomeView) -> bioauth_pb2.EnrollResponse:
 
 
 def authorization_result(outcome: AuthorizationOutcome) -> types_pb2.AuthorizationResult:
+    verdict = outcome.verdict
     result = types_pb2.AuthorizationResult(
-        decision="DECISION_" + outcome.decision.name,
-        reason="DECISION_REASON_"
-        + ("UNSPECIFIED" if outcome.reason is None else outcome.reason.name),
-        subject_id=outcome.subject_id,
+        decision=_DECISION[verdict.decision],
+        reason=types_pb2.DECISION_REASON_UNSPECIFIED
+        if verdict.reason is None
+        else _DECISION_REASON[verdict.reason],
+        subject_id=verdict.subject_id,
         external_ref=outcome.external_ref,
-        score_band="SCORE_BAND_"
-        + ("UNSPECIFIED" if outcome.score_band is None else outcome.score_band.name),
-        operating_point=outcome.operating_point,
+        score_band=types_pb2.SCORE_BAND_UNSPECIFIED
+        if verdict.band is None
+        else _SCORE_BAND[verdict.band],
+        operating_point=verdict.operating_point,
         model_id=outcome.model_id,
         token=outcome.token,
         decision_id=outcome.decision_id,
     )
-    if outcome.enrolment_images or outcome.probe_images:
-        result.comparison_mode.enrolment_images = outcome.enrolment_images
-        result.comparison_mode.probe_images = outcome.probe_images
+    if verdict.enrolment_images or verdict.probe_images:
+        result.comparison_mode.enrolment_images = verdict.enrolment_images
+        result.comparison_mode.probe_images = verdict.probe_images
     if outcome.token_expires_at is not None:
         result.token_expires_at.CopyFrom(_timestamp(outcome.token_expires_at))
     return result

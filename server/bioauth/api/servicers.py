@@ -33,8 +33,8 @@ class BioAuthServicer(bioauth_pb2_grpc.BioAuthServicer):
     ) -> bioauth_pb2.EnrollResponse:
         ctx = current_request()
         enrolment = convert.enrol_request(request)
-        view = await self._services.enrol.enroll(ctx.tenant.id, enrolment, deadline=ctx.deadline)
-        return convert.enroll_response(view)
+        view = await self._services.enrol.enrol(ctx.tenant.id, enrolment, deadline=ctx.deadline)
+        return convert.enrol_response(view)
 
     async def Verify(
         self, request: bioauth_pb2.VerifyRequest, context: _Ctx

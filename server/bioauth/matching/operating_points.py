@@ -38,6 +38,7 @@ __all__ = [
     "OperatingPoint",
     "load_calibration",
     "point_name",
+    "require_calibration",
 ]
 
 CALIBRATION_SCHEMA_VERSION = 1
@@ -220,5 +221,15 @@ def load_calibration(path: Path, *, model_id: str, model_sha256: str) -> Calibra
             f"calibration file {path} was measured with model {calibration.model_id} "
             f"({calibration.model_sha256[:12]}...), not {model_id} ({model_sha256[:12]}...); "
             "recalibrate with `bioauth eval lfw`"
+        )
+    return calibration
+
+
+def require_calibration(calibration: Calibration | None, model_id: str) -> Calibration:
+    """Decisions need calibrated points; without them the server refuses rather than guess."""
+    if calibration is None:
+        raise FailedPrecondition(
+            f"model {model_id} has no calibrated operating points on this server "
+            "(calibration.json beside the manifest; `bioauth eval lfw` writes it)"
         )
     return calibration

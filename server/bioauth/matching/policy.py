@@ -1,8 +1,8 @@
 """The decision policy: calibrated operating points in, a decision out, never a raw score.
 
-Pure functions over the calibration file (``bioauth.matching.operating_points``); the service
-layer computes distances and the API layer maps these enums onto the proto's ``Decision``,
-``DecisionReason`` and ``ScoreBand`` (same member names without the prefix).
+Pure functions over the calibration file (``bioauth.matching.operating_points``): the service
+layer computes distances, and every answer, 1:1 or 1:N, is one ``Verdict`` in the vocabulary of
+``bioauth.matching.decision``, recorded and returned as it is.
 
 1:1 (verify) decides at the tenant's named point *in the comparison mode at hand*: fusion moves
 the score distributions, so every mode has its own threshold, and a mode where the point is not
@@ -19,7 +19,6 @@ margin is AMBIGUOUS: a look-alike never pays.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 import numpy.typing as npt
 
 from bioauth.errors import InvalidInput
+from bioauth.matching.decision import Decision, DecisionReason, ScoreBand, Verdict
 from bioauth.matching.fusion import as_embedding_group, fused_distance
 from bioauth.matching.operating_points import (
     MAX_IMAGES_PER_SIDE,
@@ -38,11 +38,6 @@ from bioauth.matching.operating_points import (
 
 __all__ = [
     "Candidate",
-    "Decision",
-    "DecisionReason",
-    "IdentifyOutcome",
-    "ScoreBand",
-    "VerifyOutcome",
     "choose_verify_mode",
     "decide_identify",
     "decide_verify",
@@ -51,48 +46,6 @@ __all__ = [
     "score_band",
     "verify",
 ]
-
-
-class Decision(enum.Enum):
-    """Proto ``Decision`` without the ``DECISION_`` prefix."""
-
-    APPROVE = "APPROVE"
-    DECLINE = "DECLINE"
-    NO_MATCH = "NO_MATCH"
-    AMBIGUOUS = "AMBIGUOUS"
-    RETRY = "RETRY"
-
-
-class DecisionReason(enum.Enum):
-    """Proto ``DecisionReason`` without the ``DECISION_REASON_`` prefix (the policy's subset)."""
-
-    SCORE_BELOW_THRESHOLD = "SCORE_BELOW_THRESHOLD"
-    NO_CANDIDATE = "NO_CANDIDATE"
-    RUNNER_UP_TOO_CLOSE = "RUNNER_UP_TOO_CLOSE"
-    MORE_FRAMES_NEEDED = "MORE_FRAMES_NEEDED"
-    NO_OPERATING_POINT = "NO_OPERATING_POINT"
-    EMPTY_GALLERY = "EMPTY_GALLERY"
-
-
-class ScoreBand(enum.Enum):
-    """Proto ``ScoreBand`` without the ``SCORE_BAND_`` prefix."""
-
-    VERY_HIGH = "VERY_HIGH"
-    HIGH = "HIGH"
-    LOW = "LOW"
-    VERY_LOW = "VERY_LOW"
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyOutcome:
-    """A 1:1 decision. ``reason`` is None exactly on approval; ``band`` and ``operating_point``
-    are None when no point could be applied."""
-
-    decision: Decision
-    reason: DecisionReason | None
-    band: ScoreBand | None
-    operating_point: str | None
-    mode: ComparisonMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +58,24 @@ class Candidate:
     """How many enrolment images were fused into this subject's template (1 to 3)."""
 
 
-@dataclass(frozen=True, slots=True)
-class IdentifyOutcome:
-    """A 1:N decision; ``subject_id`` is set only on approval."""
-
-    decision: Decision
-    reason: DecisionReason | None
-    band: ScoreBand | None
-    operating_point: str | None
-    mode: ComparisonMode | None
-    subject_id: str | None = None
+def _verdict(
+    decision: Decision,
+    reason: DecisionReason | None,
+    mode: ComparisonMode | None,
+    *,
+    band: ScoreBand | None = None,
+    used: OperatingPoint | None = None,
+    subject_id: str = "",
+) -> Verdict:
+    return Verdict(
+        decision=decision,
+        reason=reason,
+        band=band,
+        operating_point="" if used is None else used.name,
+        enrolment_images=0 if mode is None else mode.enrolment_images,
+        probe_images=0 if mode is None else mode.probe_images,
+        subject_id=subject_id,
+    )
 
 
 def score_band(distance: float, used: OperatingPoint, calibrated: ModeCalibration) -> ScoreBand:
@@ -140,12 +101,20 @@ def _richer_modes(calibration: Calibration, mode: ComparisonMode) -> list[ModeCa
 
 
 def _refuse_verify(
-    calibration: Calibration, mode: ComparisonMode, point: str, more_frames_possible: bool
-) -> VerifyOutcome:
+    calibration: Calibration,
+    mode: ComparisonMode,
+    point: str,
+    more_frames_possible: bool,
+    subject_id: str,
+) -> Verdict:
     richer = _richer_modes(calibration, mode) if more_frames_possible else []
     if any(m.point(point) is not None for m in richer):
-        return VerifyOutcome(Decision.RETRY, DecisionReason.MORE_FRAMES_NEEDED, None, None, mode)
-    return VerifyOutcome(Decision.DECLINE, DecisionReason.NO_OPERATING_POINT, None, None, mode)
+        return _verdict(
+            Decision.RETRY, DecisionReason.MORE_FRAMES_NEEDED, mode, subject_id=subject_id
+        )
+    return _verdict(
+        Decision.DECLINE, DecisionReason.NO_OPERATING_POINT, mode, subject_id=subject_id
+    )
 
 
 def choose_verify_mode(
@@ -178,8 +147,10 @@ def decide_verify(
     point: str,
     *,
     more_frames_possible: bool = False,
-) -> VerifyOutcome:
-    """1:1 at the tenant's named point in ``mode``.
+    subject_id: str = "",
+) -> Verdict:
+    """1:1 at the tenant's named point in ``mode``, about ``subject_id`` (carried into the
+    verdict whatever it decides, for the audit row).
 
     A mode where the point is not calibrated is refused: RETRY (MORE_FRAMES_NEEDED) when more
     probe frames can still come and a mode with more frames holds the point, else DECLINE with
@@ -190,12 +161,17 @@ def decide_verify(
     calibrated = calibration.mode(mode)
     used = None if calibrated is None else calibrated.point(point)
     if calibrated is None or used is None:
-        return _refuse_verify(calibration, mode, point, more_frames_possible)
+        return _refuse_verify(calibration, mode, point, more_frames_possible, subject_id)
     band = score_band(distance, used, calibrated)
     if distance <= used.threshold:
-        return VerifyOutcome(Decision.APPROVE, None, band, used.name, mode)
-    return VerifyOutcome(
-        Decision.DECLINE, DecisionReason.SCORE_BELOW_THRESHOLD, band, used.name, mode
+        return _verdict(Decision.APPROVE, None, mode, band=band, used=used, subject_id=subject_id)
+    return _verdict(
+        Decision.DECLINE,
+        DecisionReason.SCORE_BELOW_THRESHOLD,
+        mode,
+        band=band,
+        used=used,
+        subject_id=subject_id,
     )
 
 
@@ -206,7 +182,8 @@ def verify(
     point: str,
     *,
     more_frames_possible: bool = False,
-) -> VerifyOutcome:
+    subject_id: str = "",
+) -> Verdict:
     """1:1 from embeddings: pick the richest calibrated mode, fuse its images, decide.
 
     ``enrolment`` (k, d) and ``probes`` (m, d) are in enrolment and arrival order; the first
@@ -219,14 +196,14 @@ def verify(
         at_hand = ComparisonMode(
             min(len(left), MAX_IMAGES_PER_SIDE), min(len(right), MAX_IMAGES_PER_SIDE)
         )
-        return _refuse_verify(calibration, at_hand, point, more_frames_possible)
+        return _refuse_verify(calibration, at_hand, point, more_frames_possible, subject_id)
     distance = fused_distance(
         left[: mode.enrolment_images],
         right[: mode.probe_images],
         calibration.fusion_rule,
         calibration.metric,
     )
-    return decide_verify(distance, mode, calibration, point)
+    return decide_verify(distance, mode, calibration, point, subject_id=subject_id)
 
 
 def max_gallery_size(point: OperatingPoint, fpir_target: float) -> int:
@@ -255,20 +232,21 @@ def decide_identify(
     fpir_target: float,
     *,
     more_frames_possible: bool = False,
-) -> IdentifyOutcome:
+) -> Verdict:
     """1:N over the gallery's closest candidates (any order; the best two matter).
 
     ``gallery_size`` counts the subjects searched (only those who consented to 1:N). The mode is
-    the best candidate's enrolment images against ``probe_images``.
+    the best candidate's enrolment images against ``probe_images``; the verdict names the
+    matched subject on approval only.
     """
     if not 0 < fpir_target < 1:
         raise InvalidInput(f"fpir_target must be in (0, 1), got {fpir_target}")
     if gallery_size < 0:
         raise InvalidInput(f"gallery_size must be >= 0, got {gallery_size}")
     if gallery_size == 0:
-        return IdentifyOutcome(Decision.NO_MATCH, DecisionReason.EMPTY_GALLERY, None, None, None)
+        return _verdict(Decision.NO_MATCH, DecisionReason.EMPTY_GALLERY, None)
     if not candidates:
-        return IdentifyOutcome(Decision.NO_MATCH, DecisionReason.NO_CANDIDATE, None, None, None)
+        return _verdict(Decision.NO_MATCH, DecisionReason.NO_CANDIDATE, None)
     ranked = sorted(candidates, key=lambda c: c.distance)
     best = ranked[0]
     mode = ComparisonMode(best.enrolment_images, min(probe_images, MAX_IMAGES_PER_SIDE))
@@ -277,25 +255,17 @@ def decide_identify(
     if used is None or calibrated is None:
         richer = _richer_modes(calibration, mode) if more_frames_possible else []
         if any(gallery_size <= max_gallery_size(p, fpir_target) for m in richer for p in m.points):
-            return IdentifyOutcome(
-                Decision.RETRY, DecisionReason.MORE_FRAMES_NEEDED, None, None, mode
-            )
-        return IdentifyOutcome(
-            Decision.NO_MATCH, DecisionReason.NO_OPERATING_POINT, None, None, mode
-        )
+            return _verdict(Decision.RETRY, DecisionReason.MORE_FRAMES_NEEDED, mode)
+        return _verdict(Decision.NO_MATCH, DecisionReason.NO_OPERATING_POINT, mode)
     band = score_band(best.distance, used, calibrated)
     if best.distance > used.threshold:
-        return IdentifyOutcome(
-            Decision.NO_MATCH, DecisionReason.NO_CANDIDATE, band, used.name, mode
-        )
+        return _verdict(Decision.NO_MATCH, DecisionReason.NO_CANDIDATE, mode, band=band, used=used)
     margin = calibrated.identify_margin
     if margin is None:
         # An uncalibrated margin would let a look-alike through unchecked: refuse the mode.
-        return IdentifyOutcome(
-            Decision.NO_MATCH, DecisionReason.NO_OPERATING_POINT, None, None, mode
-        )
+        return _verdict(Decision.NO_MATCH, DecisionReason.NO_OPERATING_POINT, mode)
     if len(ranked) > 1 and ranked[1].distance - best.distance < margin:
-        return IdentifyOutcome(
-            Decision.AMBIGUOUS, DecisionReason.RUNNER_UP_TOO_CLOSE, band, used.name, mode
+        return _verdict(
+            Decision.AMBIGUOUS, DecisionReason.RUNNER_UP_TOO_CLOSE, mode, band=band, used=used
         )
-    return IdentifyOutcome(Decision.APPROVE, None, band, used.name, mode, best.subject_id)
+    return _verdict(Decision.APPROVE, None, mode, band=band, used=used, subject_id=best.subject_id)

@@ -8,7 +8,6 @@ frame), and the outcome of every frame that reached inference (for the audit row
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -17,27 +16,24 @@ import numpy.typing as npt
 
 from bioauth.config import TenantSettings
 from bioauth.errors import DeadlineExceeded, InvalidInput
-from bioauth.inference.decode import RawImage
+from bioauth.matching.decision import Decision, DecisionReason, Verdict
 from bioauth.matching.operating_points import MAX_IMAGES_PER_SIDE
 from bioauth.observability.logging import get_logger
 from bioauth.service._inbox import Inbox, InboxEvent
 from bioauth.service._session_targets import Decided, SessionTarget
-from bioauth.service.decisions import DecisionRecorder, Verdict
+from bioauth.service.decisions import DecisionRecorder
 from bioauth.service.domain import (
     AuthorizationOutcome,
-    Decision,
-    DecisionReason,
-    FaceInput,
     Operation,
     SampleOutcome,
     SampleReason,
 )
-from bioauth.service.probes import FaceEmbedder
+from bioauth.service.face_digest import face_digest
+from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.stream_types import (
     FrameReason,
     FrameVerdict,
     SessionMessage,
-    SessionMode,
     SessionOpening,
     SessionReply,
     StreamFrame,
@@ -160,7 +156,7 @@ class Session:
 
     async def _frame(self, frame: StreamFrame) -> tuple[FrameVerdict, Decided | None]:
         """Screen, embed and (when accepted) decide again with the frames kept."""
-        digest = _digest(frame.image)
+        digest = face_digest(frame.image)
         if digest in self._seen:
             return FrameVerdict(frame.sequence, FrameReason.DUPLICATE), None
         self._seen.add(digest)
@@ -203,9 +199,7 @@ class Session:
         self._kept.clear()
         outcome = await self._recorder.record(
             tenant=self._tenant,
-            operation=Operation.IDENTIFY
-            if self._opening.mode is SessionMode.IDENTIFY
-            else Operation.VERIFY,
+            operation=self._opening.mode,
             verdict=decided.verdict,
             transaction=self._opening.transaction,
             model_id=self._embedder.model_id,
@@ -219,7 +213,7 @@ class Session:
             end=end.value,
             frames=self._frames_read,
             accepted=sum(1 for o in self._outcomes if o.accepted),
-            decision=outcome.decision.value,
+            decision=outcome.verdict.decision.value,
             decision_id=outcome.decision_id,
         )
         return outcome
@@ -234,30 +228,9 @@ class Session:
             else DecisionReason.SESSION_BUDGET_SPENT
         )
         decision = (
-            Decision.NO_MATCH if self._opening.mode is SessionMode.IDENTIFY else Decision.DECLINE
+            Decision.NO_MATCH if self._opening.mode is Operation.IDENTIFY else Decision.DECLINE
         )
-        return Decided(
-            Verdict(
-                decision=decision,
-                reason=reason,
-                band=None,
-                operating_point="",
-                enrolment_images=0,
-                probe_images=0,
-                subject_id=self._target.subject_id,
-            )
-        )
-
-
-def _digest(image: FaceInput) -> bytes:
-    hasher = hashlib.sha256()
-    if isinstance(image, RawImage):
-        hasher.update(f"raw:{image.width}x{image.height}:".encode())
-        hasher.update(image.rgb8)
-    else:
-        hasher.update(b"encoded:")
-        hasher.update(image)
-    return hasher.digest()
+        return Decided(Verdict(decision, reason, subject_id=self._target.subject_id))
 
 
 def _renumbered(outcome: SampleOutcome, sequence: int) -> SampleOutcome:

@@ -20,10 +20,9 @@ import numpy.typing as npt
 
 from bioauth.config import TenantSettings
 from bioauth.matching import policy
+from bioauth.matching.decision import Verdict
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.matching.operating_points import Calibration
-from bioauth.service import _policy
-from bioauth.service.decisions import Verdict
 from bioauth.service.identify import decide_identify
 from bioauth.store.protocol import SubjectRecord, TemplateStore
 
@@ -74,14 +73,15 @@ class VerifyTarget:
     ) -> Decided:
         if self._enrolment is None:
             raise RuntimeError("the session is closed")
-        outcome = policy.verify(
+        verdict = policy.verify(
             self._enrolment,
             probes,
             self._calibration,
             self._point,
             more_frames_possible=not final,
+            subject_id=self._subject_id,
         )
-        return Decided(_policy.from_verify(outcome, self._subject_id))
+        return Decided(verdict)
 
     def close(self) -> None:
         self._enrolment = None  # decrypted templates live no longer than the session

@@ -15,9 +15,9 @@ from bioauth.matching.gallery import TenantGalleries
 from bioauth.matching.operating_points import Calibration
 from bioauth.service.decisions import DecisionRecorder
 from bioauth.service.enrol import EnrolService
+from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.identify import IdentifyService
 from bioauth.service.opt_out import OptOutService
-from bioauth.service.probes import FaceEmbedder
 from bioauth.service.stream import AuthenticateService
 from bioauth.service.subjects import SubjectService
 from bioauth.service.verify import VerifyService

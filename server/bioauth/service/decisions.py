@@ -12,42 +12,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bioauth.config import TenantSettings
 from bioauth.crypto.tokens import ApprovalClaims, IssuedToken, TokenIssuer
 from bioauth.errors import InternalError
+from bioauth.matching.decision import Decision, Verdict
 from bioauth.observability.logging import get_logger, pseudonym
 from bioauth.service._deadline import within
-from bioauth.service.domain import (
-    AuthorizationOutcome,
-    Decision,
-    DecisionReason,
-    Operation,
-    SampleOutcome,
-    ScoreBand,
-    Transaction,
-)
+from bioauth.service.domain import AuthorizationOutcome, Operation, SampleOutcome, Transaction
 from bioauth.store.protocol import AuditEntry, TemplateStore
 
-__all__ = ["DecisionRecorder", "Verdict"]
+__all__ = ["DecisionRecorder"]
 
 _LOGGER = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What the policy decided, before a token or an audit row exists."""
-
-    decision: Decision
-    reason: DecisionReason | None
-    band: ScoreBand | None
-    operating_point: str
-    enrolment_images: int
-    probe_images: int
-    subject_id: str = ""
-    """The verified subject (1:1, any decision) or the matched one (1:N approvals only)."""
 
 
 class DecisionRecorder:
@@ -116,14 +94,8 @@ class DecisionRecorder:
             decision_id=decision_id,
         )
         return AuthorizationOutcome(
-            decision=verdict.decision,
-            reason=verdict.reason,
-            subject_id=verdict.subject_id,
+            verdict=verdict,
             external_ref=external_ref,
-            score_band=verdict.band,
-            operating_point=verdict.operating_point,
-            enrolment_images=verdict.enrolment_images,
-            probe_images=verdict.probe_images,
             model_id=model_id,
             decision_id=decision_id,
             token="" if issued is None else issued.token,

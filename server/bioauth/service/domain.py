@@ -15,11 +15,10 @@ import numpy as np
 import numpy.typing as npt
 
 from bioauth.inference.decode import RawImage
+from bioauth.matching.decision import Verdict
 
 __all__ = [
     "AuthorizationOutcome",
-    "Decision",
-    "DecisionReason",
     "DeletionOutcome",
     "EnrolOutcomeView",
     "EnrolRequest",
@@ -28,7 +27,6 @@ __all__ = [
     "Operation",
     "SampleOutcome",
     "SampleReason",
-    "ScoreBand",
     "SubjectView",
     "Transaction",
 ]
@@ -38,10 +36,13 @@ FaceInput = bytes | RawImage
 
 
 class Operation(enum.StrEnum):
-    """What a decision answered; carried in tokens and audit rows."""
+    """What a decision answered (and what an Authenticate session does); carried in tokens and
+    audit rows."""
 
     VERIFY = "verify"
+    """1:1 against the subject the request names."""
     IDENTIFY = "identify"
+    """1:N over the tenant's subjects who consented to identification."""
 
 
 class SampleReason(enum.StrEnum):
@@ -52,36 +53,6 @@ class SampleReason(enum.StrEnum):
     TOO_BLURRED = "too_blurred"
     TOO_DARK = "too_dark"
     IMPLAUSIBLE_EMBEDDING = "implausible_embedding"
-
-
-class Decision(enum.StrEnum):
-    APPROVE = "approve"
-    DECLINE = "decline"
-    NO_MATCH = "no_match"
-    AMBIGUOUS = "ambiguous"
-    RETRY = "retry"
-
-
-class DecisionReason(enum.StrEnum):
-    """Why a decision is not an approval (the API's DecisionReason)."""
-
-    SCORE_BELOW_THRESHOLD = "score_below_threshold"
-    NO_CANDIDATE = "no_candidate"
-    RUNNER_UP_TOO_CLOSE = "runner_up_too_close"
-    NO_USABLE_PROBE = "no_usable_probe"
-    MORE_FRAMES_NEEDED = "more_frames_needed"
-    NO_OPERATING_POINT = "no_operating_point"
-    EMPTY_GALLERY = "empty_gallery"
-    QUALITY_TOO_LOW = "quality_too_low"
-    SESSION_BUDGET_SPENT = "session_budget_spent"
-    """Authenticate: the session's frames or seconds ran out with no usable frame."""
-
-
-class ScoreBand(enum.StrEnum):
-    VERY_HIGH = "very_high"
-    HIGH = "high"
-    LOW = "low"
-    VERY_LOW = "very_low"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,17 +121,12 @@ class EnrolOutcomeView:
 
 @dataclass(frozen=True, slots=True)
 class AuthorizationOutcome:
-    """One decision, the same shape for verify and identify; never a raw score."""
+    """One recorded decision, the same shape for verify, identify and a session; never a raw
+    score."""
 
-    decision: Decision
-    reason: DecisionReason | None
-    subject_id: str
+    verdict: Verdict
     external_ref: str
     """Identify approvals only: the account to charge."""
-    score_band: ScoreBand | None
-    operating_point: str
-    enrolment_images: int
-    probe_images: int
     model_id: str
     decision_id: str
     token: str = field(default="", repr=False)

@@ -13,7 +13,6 @@ digest of the request's content; a retry with the same content gets that answer 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from typing import Any
 from bioauth.crypto.envelope import SealedTemplate, seal_template
 from bioauth.crypto.provider import KeyProvider
 from bioauth.errors import AlreadyExists, BioauthError, FailedPrecondition, InvalidInput
-from bioauth.inference.decode import RawImage
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.observability.logging import get_logger, pseudonym
 from bioauth.service._deadline import within
@@ -34,7 +32,8 @@ from bioauth.service.domain import (
     SampleOutcome,
     SampleReason,
 )
-from bioauth.service.probes import FaceEmbedder
+from bioauth.service.face_digest import digest_fields, face_fields
+from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.templates import refresh_gallery_subject
 from bioauth.store.notify import ENROLL
 from bioauth.store.protocol import (
@@ -72,7 +71,7 @@ class EnrolService:
         self._gallery = gallery
         self._clock = clock
 
-    async def enroll(
+    async def enrol(
         self, tenant_id: str, request: EnrolRequest, *, deadline: float | None
     ) -> EnrolOutcomeView:
         """Enrol the samples; raises ``FailedPrecondition`` without consent or for a subject who
@@ -279,7 +278,6 @@ def _view(
 
 def request_digest(request: EnrolRequest) -> bytes:
     """SHA-256 over the request's content: who, which consent, which exact images."""
-    digest = hashlib.sha256()
     fields: list[str] = [
         request.external_ref,
         request.policy_version,
@@ -289,16 +287,8 @@ def request_digest(request: EnrolRequest) -> bytes:
         "1" if request.identification else "0",
     ]
     for sample in request.samples:
-        if isinstance(sample, RawImage):
-            fields.append(f"raw:{sample.width}x{sample.height}:")
-            fields.append(hashlib.sha256(sample.rgb8).hexdigest())
-        else:
-            fields.append("encoded:" + hashlib.sha256(sample).hexdigest())
-    for value in fields:
-        raw = value.encode("utf-8")
-        digest.update(len(raw).to_bytes(4, "big"))
-        digest.update(raw)
-    return digest.digest()
+        fields.extend(face_fields(sample))
+    return digest_fields(fields)
 
 
 def encode_enrol_response(view: EnrolOutcomeView) -> bytes:

@@ -19,22 +19,14 @@ import numpy.typing as npt
 
 from bioauth.config import TenantSettings
 from bioauth.matching import policy
+from bioauth.matching.decision import Decision, DecisionReason, Verdict, no_usable_probe
 from bioauth.matching.fusion import fuse_embeddings
 from bioauth.matching.gallery import GalleryResult, TenantGalleries
-from bioauth.matching.operating_points import Calibration
-from bioauth.service import _policy
+from bioauth.matching.operating_points import Calibration, require_calibration
 from bioauth.service._deadline import within
-from bioauth.service._policy import require_calibration
-from bioauth.service.decisions import DecisionRecorder, Verdict
-from bioauth.service.domain import (
-    AuthorizationOutcome,
-    Decision,
-    DecisionReason,
-    FaceInput,
-    Operation,
-    Transaction,
-)
-from bioauth.service.probes import FaceEmbedder
+from bioauth.service.decisions import DecisionRecorder
+from bioauth.service.domain import AuthorizationOutcome, FaceInput, Operation, Transaction
+from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.templates import searchable
 from bioauth.store.protocol import TemplateStore
 
@@ -73,7 +65,7 @@ class IdentifyService:
         usable = [o.embedding for o in outcomes if o.embedding is not None]
         external_ref = ""
         if not usable:
-            verdict = _policy.no_usable_probe()
+            verdict = no_usable_probe()
         else:
             verdict, external_ref = await decide_identify(
                 np.stack(usable),
@@ -119,7 +111,7 @@ async def decide_identify(
             deadline, gallery.search_async(_queries(calibration, probes)), "search"
         )
         candidates = best_two(results)
-    outcome = policy.decide_identify(
+    verdict = policy.decide_identify(
         candidates,
         len(probes),
         size,
@@ -127,7 +119,6 @@ async def decide_identify(
         tenant.identify_fpir_target,
         more_frames_possible=more_frames_possible,
     )
-    verdict = _policy.from_identify(outcome)
     if verdict.decision is not Decision.APPROVE:
         return verdict, ""
     subject = await within(
@@ -164,10 +155,10 @@ def best_two(results: Sequence[GalleryResult]) -> list[policy.Candidate]:
 
 
 def _stale(verdict: Verdict) -> Verdict:
+    """The match left the store: no candidate, at the point and in the mode decided."""
     return Verdict(
-        decision=Decision.NO_MATCH,
-        reason=DecisionReason.NO_CANDIDATE,
-        band=None,
+        Decision.NO_MATCH,
+        DecisionReason.NO_CANDIDATE,
         operating_point=verdict.operating_point,
         enrolment_images=verdict.enrolment_images,
         probe_images=verdict.probe_images,

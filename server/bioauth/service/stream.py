@@ -31,21 +31,15 @@ from bioauth.errors import (
     InvalidInput,
 )
 from bioauth.matching.gallery import TenantGalleries
-from bioauth.matching.operating_points import Calibration
+from bioauth.matching.operating_points import Calibration, require_calibration
 from bioauth.observability.logging import get_logger
 from bioauth.service._inbox import Inbox, InboxEvent
-from bioauth.service._policy import require_calibration
 from bioauth.service._session import Session, SessionLimits
 from bioauth.service._session_targets import IdentifyTarget, SessionTarget, VerifyTarget
 from bioauth.service.decisions import DecisionRecorder
-from bioauth.service.domain import AuthorizationOutcome
-from bioauth.service.probes import FaceEmbedder
-from bioauth.service.stream_types import (
-    SessionMessage,
-    SessionMode,
-    SessionOpening,
-    SessionReply,
-)
+from bioauth.service.domain import AuthorizationOutcome, Operation
+from bioauth.service.face_embedder import FaceEmbedder
+from bioauth.service.stream_types import SessionMessage, SessionOpening, SessionReply
 from bioauth.service.templates import enrolled_subject, open_enrolment
 from bioauth.store.protocol import TemplateStore
 from bioauth.wire import MAX_FRAMES_PER_SESSION
@@ -174,7 +168,7 @@ class AuthenticateService:
         calibration: Calibration,
         deadline: float | None,
     ) -> SessionTarget:
-        if opening.mode is SessionMode.IDENTIFY:
+        if opening.mode is Operation.IDENTIFY:
             return IdentifyTarget(
                 tenant=tenant,
                 store=self._store,
@@ -190,9 +184,9 @@ class AuthenticateService:
 
 
 def _check_opening(opening: SessionOpening) -> None:
-    if opening.mode is SessionMode.VERIFY and not opening.external_ref:
+    if opening.mode is Operation.VERIFY and not opening.external_ref:
         raise InvalidInput("is required for a verify session", field="open.subject")
-    if opening.mode is SessionMode.IDENTIFY and opening.external_ref is not None:
+    if opening.mode is Operation.IDENTIFY and opening.external_ref is not None:
         raise InvalidInput("must be empty for an identify session", field="open.subject")
     if not 0 <= opening.max_frames <= MAX_FRAMES_PER_SESSION:
         raise InvalidInput(

@@ -10,31 +10,23 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bioauth.service.domain import AuthorizationOutcome, FaceInput, Transaction
+from bioauth.service.domain import AuthorizationOutcome, FaceInput, Operation, Transaction
 
 __all__ = [
     "FrameReason",
     "FrameVerdict",
     "SessionMessage",
-    "SessionMode",
     "SessionOpening",
     "SessionReply",
     "StreamFrame",
 ]
 
 
-class SessionMode(enum.StrEnum):
-    VERIFY = "verify"
-    """1:1 against the subject the opening names."""
-    IDENTIFY = "identify"
-    """1:N over the tenant's subjects who consented to identification."""
-
-
 @dataclass(frozen=True, slots=True)
 class SessionOpening:
     """The first message of a session, already checked for shape and length."""
 
-    mode: SessionMode
+    mode: Operation
     external_ref: str | None
     """Required for VERIFY, None for IDENTIFY."""
     transaction: Transaction

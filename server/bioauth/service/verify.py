@@ -15,12 +15,11 @@ import numpy as np
 from bioauth.config import TenantSettings
 from bioauth.crypto.provider import KeyProvider
 from bioauth.matching import policy
-from bioauth.matching.operating_points import Calibration
-from bioauth.service import _policy
-from bioauth.service._policy import require_calibration
+from bioauth.matching.decision import no_usable_probe
+from bioauth.matching.operating_points import Calibration, require_calibration
 from bioauth.service.decisions import DecisionRecorder
 from bioauth.service.domain import AuthorizationOutcome, FaceInput, Operation, Transaction
-from bioauth.service.probes import FaceEmbedder
+from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.templates import enrolled_subject, open_enrolment
 from bioauth.store.protocol import TemplateStore
 
@@ -62,17 +61,17 @@ class VerifyService:
         outcomes = tuple(await self._embedder.embed_all(probes, deadline=deadline))
         usable = [o.embedding for o in outcomes if o.embedding is not None]
         if not usable:
-            verdict = _policy.no_usable_probe(subject.subject_id)
+            verdict = no_usable_probe(subject.subject_id)
         else:
             enrolment = await open_enrolment(self._store, self._keys, subject, model_id, deadline)
-            outcome = policy.verify(
+            verdict = policy.verify(
                 enrolment,
                 np.stack(usable),
                 calibration,
                 tenant.verify_operating_point,
+                subject_id=subject.subject_id,
             )
             del enrolment  # decrypted templates live no longer than the comparison
-            verdict = _policy.from_verify(outcome, subject.subject_id)
         return await self._recorder.record(
             tenant=tenant,
             operation=Operation.VERIFY,

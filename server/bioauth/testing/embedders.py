@@ -27,7 +27,7 @@ def _key(x: npt.NDArray[np.float32]) -> str:
 
 
 class ScriptedEmbedder:
-    """Implements ``bioauth.service.probes.Embedder``."""
+    """Implements ``bioauth.service.face_embedder.Embedder``."""
 
     def __init__(self, manifest: ModelManifest, images: ImageSettings | None = None) -> None:
         self._manifest = manifest

@@ -17,8 +17,9 @@ from bioauth.config import ImageSettings, InferenceSettings
 from bioauth.inference.engine import OnnxEngine
 from bioauth.inference.manifest import QuantizedSourceSpec, load_manifest
 from bioauth.inference.preprocess import decode_image, to_model_input
+from bioauth.matching.decision import Decision
 from bioauth.matching.operating_points import CalibrationError, calibration_path, load_calibration
-from bioauth.matching.policy import Decision, verify
+from bioauth.matching.policy import verify
 from bioauth.modelbuild import ensure_built
 from bioauth.modelbuild.int8_calibration import calibrate_on_lfw
 from bioauth.modelbuild.quantize import read_ranges

@@ -23,9 +23,10 @@ from bioauth.config import (
     TokenSettings,
 )
 from bioauth.crypto.local_provider import LocalKeyProvider
+from bioauth.matching.decision import Decision, DecisionReason
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.service.container import Services
-from bioauth.service.domain import AuthorizationOutcome, Decision, DecisionReason
+from bioauth.service.domain import AuthorizationOutcome
 from bioauth.service.gallery_sync import GallerySync, SyncState
 from bioauth.store.change_feed import APPLICATION_NAME, ChangeFeed
 from bioauth.store.postgres import PostgresTemplateStore
@@ -132,7 +133,7 @@ async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 async def _enrol(replica: Replica, scripted: ScriptedEmbedder, ref: str, seed: int) -> str:
     image = face_png(seed)
     scripted.register(image, person(seed))
-    view = await replica.services.enrol.enroll(
+    view = await replica.services.enrol.enrol(
         TENANT.id, enrol_request(ref, [image]), deadline=deadline()
     )
     return view.subject_id
@@ -180,15 +181,17 @@ async def test_enrolment_and_opt_out_on_one_replica_reach_the_other(
         subject_id = await _enrol(a, scripted, "acct-1", 1)
         await _eventually(_in_gallery(b, subject_id), "B's gallery has the subject enrolled on A")
         outcome = await _identify(b, scripted, like=1, seed=101)
-        assert outcome.decision is Decision.APPROVE
+        assert outcome.verdict.decision is Decision.APPROVE
         assert outcome.external_ref == "acct-1"
-        assert (await _identify(a, scripted, like=1, seed=102)).decision is Decision.APPROVE
+        assert (await _identify(a, scripted, like=1, seed=102)).verdict.decision is Decision.APPROVE
 
         await a.services.subjects.delete(TENANT.id, "acct-1", deadline=deadline())
         await _eventually(_not_in_gallery(b, subject_id), "B's gallery dropped the opted-out one")
         after = await _identify(b, scripted, like=1, seed=103)
-        assert after.decision is Decision.NO_MATCH
-        assert after.reason is DecisionReason.EMPTY_GALLERY, "dropped by the follower itself"
+        assert after.verdict.decision is Decision.NO_MATCH
+        assert after.verdict.reason is DecisionReason.EMPTY_GALLERY, (
+            "dropped by the follower itself"
+        )
         assert sync.reconnections == 0
     finally:
         await sync.close()

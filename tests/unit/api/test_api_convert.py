@@ -10,13 +10,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bioauth.api import convert
 from bioauth.errors import FailedPrecondition, InvalidInput
 from bioauth.inference.decode import RawImage
-from bioauth.service.domain import (
-    AuthorizationOutcome,
-    Decision,
-    DecisionReason,
-    DeletionOutcome,
-    ScoreBand,
-)
+from bioauth.matching.decision import Decision, DecisionReason, ScoreBand, Verdict
+from bioauth.service.domain import AuthorizationOutcome, DeletionOutcome
 from bioauth.v1 import bioauth_pb2, types_pb2
 from bioauth.wire import transaction_hash_b64
 
@@ -116,14 +111,16 @@ def test_malformed_enrolments_are_refused(change: dict[str, object]) -> None:
 def test_a_decline_has_a_reason_and_no_token() -> None:
     result = convert.authorization_result(
         AuthorizationOutcome(
-            decision=Decision.DECLINE,
-            reason=DecisionReason.SCORE_BELOW_THRESHOLD,
-            subject_id="s-1",
+            verdict=Verdict(
+                decision=Decision.DECLINE,
+                reason=DecisionReason.SCORE_BELOW_THRESHOLD,
+                band=ScoreBand.LOW,
+                operating_point="fmr_1e-3",
+                enrolment_images=1,
+                probe_images=1,
+                subject_id="s-1",
+            ),
             external_ref="",
-            score_band=ScoreBand.LOW,
-            operating_point="fmr_1e-3",
-            enrolment_images=1,
-            probe_images=1,
             model_id="m",
             decision_id="d-1",
         )
@@ -136,17 +133,40 @@ def test_a_decline_has_a_reason_and_no_token() -> None:
     assert (result.comparison_mode.enrolment_images, result.comparison_mode.probe_images) == (1, 1)
 
 
+def _result(verdict: Verdict) -> types_pb2.AuthorizationResult:
+    return convert.authorization_result(
+        AuthorizationOutcome(verdict=verdict, external_ref="", model_id="m", decision_id="d")
+    )
+
+
+def test_every_word_of_the_vocabulary_has_its_proto_namesake() -> None:
+    """One table per enum covers every member, each onto the proto value of the same name."""
+    for decision in Decision:
+        proto_decision = _result(Verdict(decision, None)).decision
+        assert types_pb2.Decision.Name(proto_decision) == f"DECISION_{decision.name}"
+    for reason in [None, *DecisionReason]:
+        name = "UNSPECIFIED" if reason is None else reason.name
+        proto_reason = _result(Verdict(Decision.DECLINE, reason)).reason
+        assert types_pb2.DecisionReason.Name(proto_reason) == f"DECISION_REASON_{name}"
+    for band in [None, *ScoreBand]:
+        name = "UNSPECIFIED" if band is None else band.name
+        proto_band = _result(Verdict(Decision.DECLINE, None, band)).score_band
+        assert types_pb2.ScoreBand.Name(proto_band) == f"SCORE_BAND_{name}"
+
+
 def test_an_approval_carries_its_token_and_expiry() -> None:
     result = convert.authorization_result(
         AuthorizationOutcome(
-            decision=Decision.APPROVE,
-            reason=None,
-            subject_id="s-1",
+            verdict=Verdict(
+                decision=Decision.APPROVE,
+                reason=None,
+                band=ScoreBand.VERY_HIGH,
+                operating_point="fmr_1e-3",
+                enrolment_images=3,
+                probe_images=2,
+                subject_id="s-1",
+            ),
             external_ref="acct-1",
-            score_band=ScoreBand.VERY_HIGH,
-            operating_point="fmr_1e-3",
-            enrolment_images=3,
-            probe_images=2,
             model_id="m",
             decision_id="d-1",
             token="a.b.c",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bioauth.errors import FailedPrecondition
 from bioauth.matching.operating_points import (
     CalibrationError,
     ComparisonMode,
@@ -14,6 +15,7 @@ from bioauth.matching.operating_points import (
     calibration_path,
     load_calibration,
     point_name,
+    require_calibration,
 )
 
 from .calibrations import SHA, point, standard
@@ -36,6 +38,13 @@ def test_another_models_file_is_refused(tmp_path: Path) -> None:
         load_calibration(path, model_id="test-model", model_sha256="cd" * 32)
     with pytest.raises(CalibrationError):
         load_calibration(path, model_id="other-model", model_sha256=SHA)
+
+
+def test_a_server_without_calibration_refuses_to_decide() -> None:
+    """No calibrated points, no decision: FAILED_PRECONDITION, never a guessed threshold."""
+    with pytest.raises(FailedPrecondition, match="model m-1 has no calibrated operating points"):
+        require_calibration(None, "m-1")
+    assert require_calibration(standard(), "m-1") == standard()
 
 
 def test_missing_and_corrupt_files(tmp_path: Path) -> None:

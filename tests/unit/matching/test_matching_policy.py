@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bioauth.matching.decision import Decision, DecisionReason, ScoreBand, Verdict
 from bioauth.matching.operating_points import ComparisonMode
 from bioauth.matching.policy import (
     Candidate,
-    Decision,
-    DecisionReason,
-    ScoreBand,
     choose_verify_mode,
     decide_identify,
     decide_verify,
@@ -26,6 +24,10 @@ E3P1 = ComparisonMode(3, 1)
 E3P3 = ComparisonMode(3, 3)
 
 
+def _mode(verdict: Verdict) -> ComparisonMode:
+    return ComparisonMode(verdict.enrolment_images, verdict.probe_images)
+
+
 def test_each_mode_decides_at_its_own_threshold() -> None:
     """The same distance passes fmr_1e-4 in e1p1 (0.45) and fails it in e3p1 (0.36)."""
     cal = standard()
@@ -37,7 +39,7 @@ def test_each_mode_decides_at_its_own_threshold() -> None:
         Decision.DECLINE,
         DecisionReason.SCORE_BELOW_THRESHOLD,
     )
-    assert fused.mode == E3P1
+    assert _mode(fused) == E3P1
 
 
 def test_threshold_is_inclusive() -> None:
@@ -52,7 +54,7 @@ def test_uncalibrated_mode_is_refused() -> None:
         Decision.DECLINE,
         DecisionReason.NO_OPERATING_POINT,
     )
-    assert outcome.operating_point is None
+    assert outcome.operating_point == ""
     assert outcome.band is None
 
 
@@ -101,11 +103,27 @@ def test_verify_from_embeddings_fuses_the_chosen_mode() -> None:
     other = rng.normal(size=(1, 16))
     cal = standard()
     approved = verify(enrolment, same, cal, "fmr_1e-4")
-    assert (approved.decision, approved.mode) == (Decision.APPROVE, E3P1)
+    assert (approved.decision, _mode(approved)) == (Decision.APPROVE, E3P1)
     declined = verify(enrolment, other, cal, "fmr_1e-4")
     assert declined.decision is Decision.DECLINE
     refused = verify(enrolment, same, cal, "fmr_1e-9", more_frames_possible=True)
     assert refused.reason is DecisionReason.NO_OPERATING_POINT
+
+
+def test_verify_names_its_subject_whatever_it_decides() -> None:
+    """The audit row of a 1:1 decision names the subject asked about, approval or not."""
+    rng = np.random.default_rng(7)
+    enrolment = rng.normal(size=(1, 16))
+    cal = standard()
+    approved = verify(enrolment, enrolment, cal, "fmr_1e-4", subject_id="sub-1")
+    declined = verify(enrolment, rng.normal(size=(1, 16)), cal, "fmr_1e-4", subject_id="sub-1")
+    refused = verify(enrolment, enrolment, cal, "fmr_1e-9", subject_id="sub-1")
+    assert [v.decision for v in (approved, declined, refused)] == [
+        Decision.APPROVE,
+        Decision.DECLINE,
+        Decision.DECLINE,
+    ]
+    assert {v.subject_id for v in (approved, declined, refused)} == {"sub-1"}
 
 
 def _candidates(*distances: float, enrolment_images: int = 1) -> list[Candidate]:
@@ -138,7 +156,7 @@ def test_identify_uses_the_gallery_point() -> None:
         DecisionReason.NO_CANDIDATE,
         "fmr_1e-5",
     )
-    assert large.subject_id is None
+    assert large.subject_id == ""
 
 
 def test_gallery_beyond_every_point_retries_then_refuses() -> None:
@@ -151,7 +169,7 @@ def test_gallery_beyond_every_point_retries_then_refuses() -> None:
         Decision.NO_MATCH,
         DecisionReason.NO_OPERATING_POINT,
     )
-    assert refused.subject_id is None
+    assert refused.subject_id == ""
 
 
 def test_gallery_beyond_every_point_retries_when_more_frames_fit() -> None:
@@ -175,7 +193,7 @@ def test_runner_up_within_margin_is_ambiguous() -> None:
         Decision.AMBIGUOUS,
         DecisionReason.RUNNER_UP_TOO_CLOSE,
     )
-    assert ambiguous.subject_id is None
+    assert ambiguous.subject_id == ""
     clear = decide_identify(_candidates(0.30, 0.36), 1, 10, cal, 1e-3)
     assert clear.decision is Decision.APPROVE
 
@@ -204,7 +222,7 @@ def test_identify_mode_comes_from_the_best_candidate() -> None:
     """A 3-image template is judged at e3p1's threshold (0.36 for 1e-4), not e1p1's."""
     cands = [Candidate("fused", 0.40, 3), Candidate("single", 0.8, 1)]
     outcome = decide_identify(cands, 1, 10, standard(), 1e-3)
-    assert outcome.mode == E3P1
+    assert _mode(outcome) == E3P1
     assert outcome.reason is DecisionReason.NO_CANDIDATE
 
 

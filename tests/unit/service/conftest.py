@@ -27,8 +27,8 @@ from bioauth.matching.gallery_reduce import reducer_for_rule
 from bioauth.matching.operating_points import Calibration, ModeCalibration, OperatingPoint
 from bioauth.service.container import Services, build_services
 from bioauth.service.domain import EnrolRequest, FaceInput, Transaction
+from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.opt_out import OptOutService
-from bioauth.service.probes import FaceEmbedder
 from bioauth.store.protocol import TemplateStore
 from bioauth.store.sqlite import SqliteTemplateStore
 from bioauth.testing import build_tiny_model, tiny_manifest

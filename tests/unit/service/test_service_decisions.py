@@ -7,7 +7,7 @@ import jwt
 import pytest
 
 from bioauth.errors import FailedPrecondition, NotFound
-from bioauth.service.domain import Decision, DecisionReason, ScoreBand
+from bioauth.matching.decision import Decision, DecisionReason, ScoreBand
 from bioauth.store.protocol import SubjectStatus
 from tests.unit.service.conftest import (
     World,
@@ -23,7 +23,7 @@ from tests.unit.service.conftest import (
 async def _enrol(world: World, ref: str, seed: int, *, identification: bool = True) -> str:
     image = face_png(seed)
     world.scripted.register(image, person(seed))
-    view = await world.services.enrol.enroll(
+    view = await world.services.enrol.enrol(
         world.tenant.id,
         enrol_request(ref, [image], identification=identification),
         deadline=deadline(),
@@ -55,11 +55,11 @@ async def test_verify_approves_the_holder_with_a_token_bound_to_the_transaction(
     outcome = await world.services.verify.verify(
         world.tenant, "acct-1", [_probe(world, 101, like=1)], tx, deadline=deadline()
     )
-    assert outcome.decision is Decision.APPROVE
-    assert outcome.reason is None
-    assert outcome.subject_id == subject_id
-    assert outcome.operating_point == "fmr_1e-3"
-    assert outcome.score_band is ScoreBand.VERY_HIGH
+    assert outcome.verdict.decision is Decision.APPROVE
+    assert outcome.verdict.reason is None
+    assert outcome.verdict.subject_id == subject_id
+    assert outcome.verdict.operating_point == "fmr_1e-3"
+    assert outcome.verdict.band is ScoreBand.VERY_HIGH
     claims = await _claims(world, outcome.token)
     assert claims["sub"] == subject_id
     assert claims["txn"] == tx.binding
@@ -78,8 +78,8 @@ async def test_verify_declines_another_person_without_a_token(world: World) -> N
     outcome = await world.services.verify.verify(
         world.tenant, "acct-1", [_probe(world, 102, like=2)], transaction(), deadline=deadline()
     )
-    assert outcome.decision is Decision.DECLINE
-    assert outcome.reason is DecisionReason.SCORE_BELOW_THRESHOLD
+    assert outcome.verdict.decision is Decision.DECLINE
+    assert outcome.verdict.reason is DecisionReason.SCORE_BELOW_THRESHOLD
     assert outcome.token == ""
     assert outcome.token_expires_at is None
     row = (await world.store.read_audit(world.tenant.id))[-1].entry
@@ -98,10 +98,10 @@ async def test_verify_uses_the_tenants_named_point(world: World) -> None:
     tight = await world.services.verify.verify(
         strict, "acct-1", [probe], transaction(), deadline=deadline()
     )
-    assert loose.decision is Decision.APPROVE
-    assert loose.score_band is ScoreBand.HIGH
-    assert tight.decision is Decision.DECLINE
-    assert tight.operating_point == "fmr_1e-4"
+    assert loose.verdict.decision is Decision.APPROVE
+    assert loose.verdict.band is ScoreBand.HIGH
+    assert tight.verdict.decision is Decision.DECLINE
+    assert tight.verdict.operating_point == "fmr_1e-4"
 
 
 async def test_verify_of_unknown_or_foreign_subject_is_not_found(world: World) -> None:
@@ -118,8 +118,8 @@ async def test_verify_without_a_usable_probe_asks_to_retry(world: World) -> None
     outcome = await world.services.verify.verify(
         world.tenant, "acct-1", [face_png(9, blur=True)], transaction(), deadline=deadline()
     )
-    assert outcome.decision is Decision.RETRY
-    assert outcome.reason is DecisionReason.NO_USABLE_PROBE
+    assert outcome.verdict.decision is Decision.RETRY
+    assert outcome.verdict.reason is DecisionReason.NO_USABLE_PROBE
     assert outcome.token == ""
 
 
@@ -129,8 +129,8 @@ async def test_identify_finds_the_right_subject_and_names_the_account(world: Wor
     outcome = await world.services.identify.identify(
         world.tenant, [_probe(world, 104, like=1)], transaction(), deadline=deadline()
     )
-    assert outcome.decision is Decision.APPROVE
-    assert outcome.subject_id == subject_id
+    assert outcome.verdict.decision is Decision.APPROVE
+    assert outcome.verdict.subject_id == subject_id
     assert outcome.external_ref == "acct-1"
     claims = await _claims(world, outcome.token)
     assert claims["op"] == "identify"
@@ -142,9 +142,9 @@ async def test_identify_of_a_stranger_is_no_match(world: World) -> None:
     outcome = await world.services.identify.identify(
         world.tenant, [_probe(world, 105, like=7)], transaction(), deadline=deadline()
     )
-    assert outcome.decision is Decision.NO_MATCH
+    assert outcome.verdict.decision is Decision.NO_MATCH
     assert outcome.token == ""
-    assert outcome.subject_id == ""
+    assert outcome.verdict.subject_id == ""
     assert outcome.external_ref == ""
 
 
@@ -152,16 +152,16 @@ async def test_identify_with_two_accounts_of_one_face_is_ambiguous(world: World)
     image = face_png(1)
     world.scripted.register(image, person(1))
     for ref in ("acct-1", "acct-1-bis"):
-        await world.services.enrol.enroll(
+        await world.services.enrol.enrol(
             world.tenant.id, enrol_request(ref, [image]), deadline=deadline()
         )
     outcome = await world.services.identify.identify(
         world.tenant, [_probe(world, 106, like=1)], transaction(), deadline=deadline()
     )
-    assert outcome.decision is Decision.AMBIGUOUS
-    assert outcome.reason is DecisionReason.RUNNER_UP_TOO_CLOSE
+    assert outcome.verdict.decision is Decision.AMBIGUOUS
+    assert outcome.verdict.reason is DecisionReason.RUNNER_UP_TOO_CLOSE
     assert outcome.token == ""
-    assert outcome.subject_id == ""
+    assert outcome.verdict.subject_id == ""
 
 
 async def test_identify_never_returns_a_1to1_only_subject(world: World) -> None:
@@ -169,8 +169,8 @@ async def test_identify_never_returns_a_1to1_only_subject(world: World) -> None:
     outcome = await world.services.identify.identify(
         world.tenant, [_probe(world, 107, like=1)], transaction(), deadline=deadline()
     )
-    assert outcome.decision is Decision.NO_MATCH
-    assert outcome.reason is DecisionReason.EMPTY_GALLERY
+    assert outcome.verdict.decision is Decision.NO_MATCH
+    assert outcome.verdict.reason is DecisionReason.EMPTY_GALLERY
 
 
 async def test_identify_searches_only_the_callers_tenant(world: World) -> None:
@@ -178,7 +178,7 @@ async def test_identify_searches_only_the_callers_tenant(world: World) -> None:
     outcome = await world.services.identify.identify(
         world.other_tenant, [_probe(world, 108, like=1)], transaction(), deadline=deadline()
     )
-    assert outcome.decision is Decision.NO_MATCH
+    assert outcome.verdict.decision is Decision.NO_MATCH
 
 
 async def test_every_decision_has_one_audit_row(world: World) -> None:
@@ -211,7 +211,7 @@ async def test_opt_out_removes_from_gallery_and_stops_verification(world: World)
     identified = await world.services.identify.identify(
         world.tenant, [_probe(world, 112, like=1)], transaction(), deadline=deadline()
     )
-    assert identified.decision is Decision.NO_MATCH
+    assert identified.verdict.decision is Decision.NO_MATCH
     stored = await world.store.get_subject_by_id(world.tenant.id, subject_id)
     assert stored is not None
     assert stored.status is SubjectStatus.OPTED_OUT
@@ -241,8 +241,8 @@ async def test_a_reference_enrols_again_after_opt_out_as_a_new_subject(world: Wo
     outcome = await world.services.verify.verify(
         world.tenant, "acct-1", [_probe(world, 113, like=2)], transaction(), deadline=deadline()
     )
-    assert outcome.decision is Decision.APPROVE
-    assert outcome.subject_id == new
+    assert outcome.verdict.decision is Decision.APPROVE
+    assert outcome.verdict.subject_id == new
 
 
 async def test_get_subject_shows_consent_but_no_biometric_data(world: World) -> None:

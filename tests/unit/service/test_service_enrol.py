@@ -22,7 +22,7 @@ async def test_enrol_stores_one_sealed_template_per_accepted_sample(world: World
     for i, image in enumerate(good):
         world.scripted.register(image, person(1) * (1 + i * 0.01))
     samples = [good[0], face_png(3, blur=True), good[1], face_png(4, dark=True)][:3]
-    view = await world.services.enrol.enroll(
+    view = await world.services.enrol.enrol(
         world.tenant.id, enrol_request("acct-1", samples), deadline=deadline()
     )
     assert [s.reason for s in view.samples] == [None, SampleReason.TOO_BLURRED, None]
@@ -45,7 +45,7 @@ async def test_enrol_stores_one_sealed_template_per_accepted_sample(world: World
 
 async def test_enrol_writes_an_audit_row_without_biometric_data(world: World) -> None:
     world.scripted.register(face_png(1), person(1))
-    view = await world.services.enrol.enroll(
+    view = await world.services.enrol.enrol(
         world.tenant.id, enrol_request("acct-1", [face_png(1)]), deadline=deadline()
     )
     rows = await world.store.read_audit(world.tenant.id)
@@ -59,19 +59,19 @@ async def test_enrol_writes_an_audit_row_without_biometric_data(world: World) ->
 async def test_replay_returns_the_first_answer_and_writes_nothing(world: World) -> None:
     world.scripted.register(face_png(1), person(1))
     request = enrol_request("acct-1", [face_png(1)])
-    first = await world.services.enrol.enroll(world.tenant.id, request, deadline=deadline())
-    again = await world.services.enrol.enroll(world.tenant.id, request, deadline=deadline())
+    first = await world.services.enrol.enrol(world.tenant.id, request, deadline=deadline())
+    again = await world.services.enrol.enrol(world.tenant.id, request, deadline=deadline())
     assert again == first
     assert len(await world.store.list_templates(world.tenant.id, first.subject_id)) == 1
     assert len(await world.store.read_audit(world.tenant.id)) == 1
 
 
 async def test_same_key_with_other_content_is_refused(world: World) -> None:
-    await world.services.enrol.enroll(
+    await world.services.enrol.enrol(
         world.tenant.id, enrol_request("acct-1", [face_png(1)]), deadline=deadline()
     )
     with pytest.raises(AlreadyExists):
-        await world.services.enrol.enroll(
+        await world.services.enrol.enrol(
             world.tenant.id,
             enrol_request("acct-1", [face_png(2)], key="enrol-acct-1"),
             deadline=deadline(),
@@ -81,12 +81,12 @@ async def test_same_key_with_other_content_is_refused(world: World) -> None:
 async def test_enrolment_without_consent_is_refused(world: World) -> None:
     request = replace(enrol_request("acct-1", [face_png(1)]), policy_version="")
     with pytest.raises(FailedPrecondition):
-        await world.services.enrol.enroll(world.tenant.id, request, deadline=deadline())
+        await world.services.enrol.enrol(world.tenant.id, request, deadline=deadline())
     assert await world.store.get_subject(world.tenant.id, "acct-1") is None
 
 
 async def test_all_samples_rejected_stores_nothing(world: World) -> None:
-    view = await world.services.enrol.enroll(
+    view = await world.services.enrol.enrol(
         world.tenant.id,
         enrol_request("acct-1", [b"not an image", face_png(2, side=80), face_png(3, side=8)]),
         deadline=deadline(),
@@ -105,7 +105,7 @@ async def test_all_samples_rejected_stores_nothing(world: World) -> None:
 async def test_raw_rgb_samples_are_accepted(world: World) -> None:
     pixels = np.random.default_rng(5).integers(60, 200, size=(150, 150, 3), dtype=np.uint8)
     raw = RawImage(pixels.tobytes(), 150, 150)
-    view = await world.services.enrol.enroll(
+    view = await world.services.enrol.enrol(
         world.tenant.id, enrol_request("acct-1", [raw]), deadline=deadline()
     )
     assert view.samples[0].accepted
@@ -114,16 +114,16 @@ async def test_raw_rgb_samples_are_accepted(world: World) -> None:
 async def test_oversized_image_is_the_callers_error(world: World) -> None:
     raw = RawImage(bytes(3000 * 10 * 3), 3000, 10)
     with pytest.raises(InvalidInput):
-        await world.services.enrol.enroll(
+        await world.services.enrol.enrol(
             world.tenant.id, enrol_request("acct-1", [raw]), deadline=deadline()
         )
 
 
 async def test_gallery_holds_only_subjects_with_1n_consent(world: World) -> None:
-    one = await world.services.enrol.enroll(
+    one = await world.services.enrol.enrol(
         world.tenant.id, enrol_request("acct-1", [face_png(1)]), deadline=deadline()
     )
-    only_1to1 = await world.services.enrol.enroll(
+    only_1to1 = await world.services.enrol.enrol(
         world.tenant.id,
         enrol_request("acct-2", [face_png(2)], identification=False),
         deadline=deadline(),
@@ -132,7 +132,7 @@ async def test_gallery_holds_only_subjects_with_1n_consent(world: World) -> None
     assert one.subject_id in gallery
     assert only_1to1.subject_id not in gallery
     # Re-enrolment without 1:N consent takes the subject out again.
-    await world.services.enrol.enroll(
+    await world.services.enrol.enrol(
         world.tenant.id,
         enrol_request("acct-1", [face_png(3)], identification=False, key="again"),
         deadline=deadline(),
@@ -143,7 +143,7 @@ async def test_gallery_holds_only_subjects_with_1n_consent(world: World) -> None
 
 async def test_deadline_reaches_the_batcher(world: World) -> None:
     limit = deadline(7.0)
-    await world.services.enrol.enroll(
+    await world.services.enrol.enrol(
         world.tenant.id, enrol_request("acct-1", [face_png(1)]), deadline=limit
     )
     assert world.scripted.deadlines == [limit]
@@ -151,10 +151,10 @@ async def test_deadline_reaches_the_batcher(world: World) -> None:
 
 async def test_start_up_load_fills_the_gallery_from_the_store(world: World) -> None:
     """A fresh process rebuilds each tenant's gallery from sealed templates, 1:N consent only."""
-    one = await world.services.enrol.enroll(
+    one = await world.services.enrol.enrol(
         world.tenant.id, enrol_request("acct-1", [face_png(1), face_png(2)]), deadline=deadline()
     )
-    only_1to1 = await world.services.enrol.enroll(
+    only_1to1 = await world.services.enrol.enrol(
         world.tenant.id,
         enrol_request("acct-2", [face_png(3)], identification=False),
         deadline=deadline(),
@@ -191,11 +191,11 @@ async def test_a_refused_or_replayed_enrolment_leaves_no_unused_subject_key(
     monkeypatch.setattr(world.keys, "create_subject_key", recording)
     world.scripted.register(face_png(1), person(1))
     world.scripted.register(face_png(2), person(2))
-    first = await world.services.enrol.enroll(
+    first = await world.services.enrol.enrol(
         world.tenant.id, enrol_request("acct-1", [face_png(1)], key="k-1"), deadline=deadline()
     )
     with pytest.raises(AlreadyExists):
-        await world.services.enrol.enroll(
+        await world.services.enrol.enrol(
             world.tenant.id, enrol_request("acct-2", [face_png(2)], key="k-1"), deadline=deadline()
         )
     assert len(made) == 2

@@ -15,18 +15,18 @@ import pytest
 from bioauth.config import ImageSettings, StreamSettings, TokenSettings
 from bioauth.crypto.tokens import TokenIssuer
 from bioauth.errors import DeadlineExceeded, InvalidInput, NotFound
+from bioauth.matching.decision import Decision, DecisionReason
 from bioauth.matching.fusion import FusionRule, fused_distance
 from bioauth.matching.operating_points import Calibration, ModeCalibration, OperatingPoint
 from bioauth.matching.scores import Metric
 from bioauth.service.decisions import DecisionRecorder
-from bioauth.service.domain import AuthorizationOutcome, Decision, DecisionReason, FaceInput
-from bioauth.service.probes import FaceEmbedder
+from bioauth.service.domain import AuthorizationOutcome, FaceInput, Operation
+from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.stream import AuthenticateService
 from bioauth.service.stream_types import (
     FrameReason,
     FrameVerdict,
     SessionMessage,
-    SessionMode,
     SessionOpening,
     StreamFrame,
 )
@@ -90,7 +90,7 @@ def _service(world: World, settings: StreamSettings | None = None) -> Authentica
 async def _enrol(world: World, ref: str, seed: int) -> str:
     image = face_png(seed)
     world.scripted.register(image, person(seed))
-    view = await world.services.enrol.enroll(
+    view = await world.services.enrol.enrol(
         world.tenant.id, enrol_request(ref, [image]), deadline=deadline()
     )
     return view.subject_id
@@ -103,7 +103,7 @@ def _frame(world: World, seed: int, embedding: npt.NDArray[np.float32]) -> bytes
 
 
 def _opening(ref: str | None = "acct-1", max_frames: int = 0) -> SessionOpening:
-    mode = SessionMode.VERIFY if ref is not None else SessionMode.IDENTIFY
+    mode = Operation.VERIFY if ref is not None else Operation.IDENTIFY
     return SessionOpening(mode, ref, transaction(), max_frames)
 
 
@@ -180,11 +180,11 @@ async def test_fused_frames_approve_where_no_single_frame_does(world: World) -> 
         (5, None),
     ], "the session ends at the approval: the sixth frame is never read"
     outcome = ran.outcome
-    assert outcome.decision is Decision.APPROVE
-    assert outcome.reason is None
-    assert (outcome.enrolment_images, outcome.probe_images) == (1, 3)
-    assert outcome.operating_point == POINT
-    assert outcome.subject_id == subject_id
+    assert outcome.verdict.decision is Decision.APPROVE
+    assert outcome.verdict.reason is None
+    assert (outcome.verdict.enrolment_images, outcome.verdict.probe_images) == (1, 3)
+    assert outcome.verdict.operating_point == POINT
+    assert outcome.verdict.subject_id == subject_id
     assert outcome.token
     rows = await world.store.read_audit(world.tenant.id)
     assert len(rows) == before + 1, "one audit row for the whole session"
@@ -202,9 +202,9 @@ async def test_frame_budget_spent_ends_with_the_policys_decline_and_no_token(
     ran = await _run(_service(world), world, _messages([_opening(max_frames=2), *_frames(images)]))
     assert [v.sequence for v in ran.verdicts] == [1, 2]
     assert all(v.accepted for v in ran.verdicts)
-    assert ran.outcome.decision is Decision.DECLINE
-    assert ran.outcome.reason is DecisionReason.SCORE_BELOW_THRESHOLD
-    assert (ran.outcome.enrolment_images, ran.outcome.probe_images) == (1, 2)
+    assert ran.outcome.verdict.decision is Decision.DECLINE
+    assert ran.outcome.verdict.reason is DecisionReason.SCORE_BELOW_THRESHOLD
+    assert (ran.outcome.verdict.enrolment_images, ran.outcome.verdict.probe_images) == (1, 2)
     assert ran.outcome.token == ""
     assert ran.outcome.token_expires_at is None
 
@@ -217,9 +217,9 @@ async def test_the_third_accepted_frame_gives_the_final_answer(world: World) -> 
     ran = await _run(_service(world), world, _messages([_opening(max_frames=6), *_frames(images)]))
     assert [v.sequence for v in ran.verdicts] == [1, 2, 3]
     assert all(v.accepted for v in ran.verdicts)
-    assert ran.outcome.decision is Decision.DECLINE
-    assert ran.outcome.reason is DecisionReason.SCORE_BELOW_THRESHOLD
-    assert (ran.outcome.enrolment_images, ran.outcome.probe_images) == (1, 3)
+    assert ran.outcome.verdict.decision is Decision.DECLINE
+    assert ran.outcome.verdict.reason is DecisionReason.SCORE_BELOW_THRESHOLD
+    assert (ran.outcome.verdict.enrolment_images, ran.outcome.verdict.probe_images) == (1, 3)
     assert ran.outcome.token == ""
 
 
@@ -241,7 +241,7 @@ async def test_frames_sent_ahead_of_the_result_are_drained_not_processed(world: 
     ran = await _run(_service(world), world, messages())
     assert [v.sequence for v in ran.verdicts] == [1, 2, 3]
     assert consumed == [1, 2, 3, 4, 5, 6], "frames after the result are read to the end"
-    assert ran.outcome.decision is Decision.DECLINE
+    assert ran.outcome.verdict.decision is Decision.DECLINE
     assert len(world.scripted.deadlines) - before == 3, "drained frames are never embedded"
 
 
@@ -257,7 +257,7 @@ async def test_draining_stops_at_its_time_limit(world: World) -> None:
         world,
         _messages([_opening(max_frames=6), *_frames(images)], then_wait=never),
     )
-    assert ran.outcome.decision is Decision.DECLINE
+    assert ran.outcome.verdict.decision is Decision.DECLINE
 
 
 async def test_seconds_budget_spent_without_a_usable_frame(world: World) -> None:
@@ -269,8 +269,8 @@ async def test_seconds_budget_spent_without_a_usable_frame(world: World) -> None
     messages = _messages([_opening(), *_frames([UNREADABLE])], then_wait=never)
     ran = await asyncio.wait_for(_run(service, world, messages), timeout=5)
     assert [v.reason for v in ran.verdicts] == [FrameReason.UNREADABLE]
-    assert ran.outcome.decision is Decision.DECLINE
-    assert ran.outcome.reason is DecisionReason.SESSION_BUDGET_SPENT
+    assert ran.outcome.verdict.decision is Decision.DECLINE
+    assert ran.outcome.verdict.reason is DecisionReason.SESSION_BUDGET_SPENT
     assert ran.outcome.token == ""
 
 
@@ -283,8 +283,8 @@ async def test_identify_session_without_a_frame_is_no_match_when_time_runs_out(
     messages = _messages([_opening(None)], then_wait=asyncio.Event())
     ran = await asyncio.wait_for(_run(service, world, messages), timeout=5)
     assert ran.verdicts == []
-    assert ran.outcome.decision is Decision.NO_MATCH
-    assert ran.outcome.reason is DecisionReason.SESSION_BUDGET_SPENT
+    assert ran.outcome.verdict.decision is Decision.NO_MATCH
+    assert ran.outcome.verdict.reason is DecisionReason.SESSION_BUDGET_SPENT
     assert ran.outcome.token == ""
 
 
@@ -294,9 +294,9 @@ async def test_identify_session_names_the_account(world: World) -> None:
     await _enrol(world, "acct-2", 2)
     images = [_frame(world, 400 + i, g) for i, g in enumerate(_noisy_frames(1, 3))]
     ran = await _run(_service(world), world, _messages([_opening(None), *_frames(images)]))
-    assert ran.outcome.decision is Decision.APPROVE
+    assert ran.outcome.verdict.decision is Decision.APPROVE
     assert ran.outcome.external_ref == "acct-1"
-    assert ran.outcome.probe_images == 3
+    assert ran.outcome.verdict.probe_images == 3
     assert ran.outcome.token
 
 
@@ -306,8 +306,8 @@ async def test_a_replayed_frame_is_rejected_as_duplicate(world: World) -> None:
     image = _frame(world, 600, near(person(2), 600))
     ran = await _run(_service(world), world, _messages([_opening(), *_frames([image, image])]))
     assert [v.reason for v in ran.verdicts] == [None, FrameReason.DUPLICATE]
-    assert ran.outcome.decision is Decision.DECLINE
-    assert ran.outcome.probe_images == 1
+    assert ran.outcome.verdict.decision is Decision.DECLINE
+    assert ran.outcome.verdict.probe_images == 1
 
 
 class _SlowEmbedder:
@@ -345,7 +345,7 @@ async def test_a_frame_still_in_inference_when_time_runs_out_is_over_budget(worl
     )
     assert slow.calls == 1
     assert [v.reason for v in ran.verdicts] == [FrameReason.OVER_BUDGET]
-    assert ran.outcome.reason is DecisionReason.SESSION_BUDGET_SPENT
+    assert ran.outcome.verdict.reason is DecisionReason.SESSION_BUDGET_SPENT
     assert ran.outcome.token == ""
 
 

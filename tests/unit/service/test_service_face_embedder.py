@@ -1,4 +1,5 @@
-"""Probe embedding: per-crop reasons, request limits, and cancellation reaching inference."""
+"""Face embedding, for probes and enrolment samples alike: per-crop reasons, request limits, and
+cancellation reaching inference."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from bioauth.config import ImageSettings
 from bioauth.errors import DeadlineExceeded, InvalidInput
 from bioauth.service.domain import SampleReason
-from bioauth.service.probes import FaceEmbedder
+from bioauth.service.face_embedder import FaceEmbedder
 from tests.unit.service.conftest import DIM, World, deadline, face_png
 
 
