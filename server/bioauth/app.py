@@ -22,7 +22,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from bioauth.api.error_mapping import ErrorMappingInterceptor
+from bioauth.api.interceptors.chain import interceptor_chain
 from bioauth.api.servicers import BioAuthServicer, KeyPublicationServicer
 from bioauth.config import Settings
 from bioauth.crypto.factory import open_key_provider
@@ -37,8 +37,6 @@ from bioauth.matching.operating_points import Calibration, load_calibration
 from bioauth.modelbuild.build import ensure_built
 from bioauth.observability.logging import configure_logging, get_logger
 from bioauth.observability.metrics import MetricsEndpoint
-from bioauth.security.authentication import AuthenticationInterceptor, TenantDirectory
-from bioauth.security.deadline import DeadlineInterceptor
 from bioauth.service.container import Services, build_services
 from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.gallery_sync import open_gallery_sync
@@ -123,13 +121,12 @@ async def build_app(
     except BaseException:
         await _close_all(closers)
         raise
-    directory = TenantDirectory(settings.tenants)
     server = aio.server(
-        interceptors=[
-            AuthenticationInterceptor(directory, drain_s=settings.stream.drain_s),
-            ErrorMappingInterceptor(drain_s=settings.stream.drain_s),
-            DeadlineInterceptor(settings.server.default_deadline_s),
-        ],
+        interceptors=interceptor_chain(
+            settings.tenants,
+            default_deadline_s=settings.server.default_deadline_s,
+            drain_s=settings.stream.drain_s,
+        ),
         options=[
             ("grpc.max_receive_message_length", settings.server.max_receive_message_bytes),
             ("grpc.so_reuseport", 0),

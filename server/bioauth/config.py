@@ -49,13 +49,15 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_DEV_API_KEY_SHA256 = hashlib.sha256(b"dev-key").hexdigest()
 _DEV_PSEUDONYM_KEY = "dev-log-pseudonym-key"
 
 
 def hash_api_key(api_key: str) -> str:
     """Settings hold SHA-256 hex digests of API keys, never the keys themselves."""
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+_DEV_API_KEY_SHA256 = hash_api_key("dev-key")
 
 
 class _Section(BaseModel):

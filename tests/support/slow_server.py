@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from bioauth.api.interceptors.request_context import current_request
 from bioauth.app import serve
 from bioauth.config import load_settings
-from bioauth.security.context import current_request
 
 SLOW_METHOD = "/bioauth.test.Slow/Sleep"
 SLOW_CALL_STARTED = "slow_call_started"

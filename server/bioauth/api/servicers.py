@@ -1,8 +1,8 @@
 """Thin gRPC servicers: protobuf in, one service call, protobuf out.
 
 The tenant and the absolute deadline come from the request context the interceptors set
-(``bioauth.security.context``); they are passed to the service explicitly, so nothing below this
-layer reads gRPC state. Errors are never mapped here: typed errors propagate to the error-mapping
+(``bioauth.api.interceptors.request_context``); they are passed to the service explicitly, so
+nothing below this layer reads gRPC state. Errors are never mapped here: typed errors propagate to the error-mapping
 interceptor, which owns the one table of status codes.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, TypeAlias
 from grpc import aio
 
 from bioauth.api import authenticate, convert
+from bioauth.api.interceptors.request_context import current_request
 from bioauth.errors import InvalidInput
-from bioauth.security.context import current_request
 from bioauth.service.container import Services
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
 

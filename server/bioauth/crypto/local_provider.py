@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -36,10 +35,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from bioauth.crypto._jwk import der_to_raw_signature, jwk_from_public_key, make_kid, parse_kid
 from bioauth.crypto.provider import DATA_KEY_BYTES, KeyRef, WrappedKey, subject_key_id
 from bioauth.errors import DecryptionFailed, KeyProviderUnavailable, NotFound
+from bioauth.observability.logging import get_logger
 
 __all__ = ["LocalKeyProvider"]
 
-_LOG = structlog.get_logger(__name__)
+_LOGGER = get_logger(__name__)
 _FILE_FORMAT = 1
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
@@ -83,10 +83,10 @@ class LocalKeyProvider:
             raise KeyProviderUnavailable(
                 "the local development key provider is refused in production"
             )
-        _LOG.warning(
-            "LOCAL DEVELOPMENT KEY PROVIDER IN USE: keys are kept in a plain file; "
-            "never use this for real people's templates",
+        _LOGGER.warning(
+            "development_key_provider_in_use",
             key_file=str(path),
+            detail="keys are kept in a plain file; never use it for real people's templates",
         )
         provider = cls(path, {})
         provider._data = await asyncio.to_thread(provider._load_or_create)

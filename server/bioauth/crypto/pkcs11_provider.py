@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pkcs11
-import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 from pkcs11 import Attribute, GCMParams, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import (
@@ -67,10 +66,11 @@ from pkcs11.util.ec import encode_named_curve_parameters
 from bioauth.crypto._jwk import jwk_from_public_key, make_kid, parse_kid
 from bioauth.crypto.provider import DATA_KEY_BYTES, KeyRef, WrappedKey, subject_key_id
 from bioauth.errors import DecryptionFailed, KeyProviderUnavailable, NotFound
+from bioauth.observability.logging import get_logger
 
 __all__ = ["Pkcs11KeyProvider"]
 
-_LOG = structlog.get_logger(__name__)
+_LOGGER = get_logger(__name__)
 _T = TypeVar("_T")
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
@@ -178,7 +178,7 @@ class Pkcs11KeyProvider:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        _LOG.info("pkcs11 key provider open", token_label=token_label)
+        _LOGGER.info("pkcs11_key_provider_open", token_label=token_label)
         return provider
 
     async def _call(self, fn: Callable[[], _T]) -> _T:

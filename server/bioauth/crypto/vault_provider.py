@@ -44,17 +44,17 @@ from typing import Any, TypeVar
 import hvac
 import hvac.exceptions
 import requests
-import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bioauth.crypto._jwk import b64url_decode, jwk_from_public_key, make_kid, parse_kid
 from bioauth.crypto.provider import KeyRef, WrappedKey, subject_key_id
 from bioauth.errors import DecryptionFailed, InternalError, KeyProviderUnavailable, NotFound
+from bioauth.observability.logging import get_logger
 
 __all__ = ["VaultKeyProvider"]
 
-_LOG = structlog.get_logger(__name__)
+_LOGGER = get_logger(__name__)
 _T = TypeVar("_T")
 _SENTINEL = "bioauth-sentinel"
 _SIGNING_VERSION_TTL_S = 30.0  # like the PKCS#11 provider's _NEWEST_TTL_S
@@ -145,7 +145,7 @@ class VaultKeyProvider:
         except BaseException:
             provider._executor.shutdown(wait=False)
             raise
-        _LOG.info("vault transit key provider open", url=url, mount=mount)
+        _LOGGER.info("vault_key_provider_open", url=url, mount=mount)
         return provider
 
     async def _check_sentinel(self, initialise: bool) -> None:

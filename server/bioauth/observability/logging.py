@@ -1,6 +1,6 @@
 """Structured JSON logging (structlog) with per-request context and pseudonymous subject ids.
 
-Per-request fields (tenant, request id, method) are bound in contextvars by the security
+Per-request fields (tenant, request id, method) are bound in contextvars by the authentication
 interceptor and merged into every event. Subject ids are never logged as they are: call
 ``pseudonym()``, a keyed hash that lets an operator correlate one person's events without
 learning who they are or the server's own id.

@@ -24,17 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
-
 from bioauth.crypto.provider import KeyProvider
 from bioauth.errors import DependencyError, InvalidInput, KeyProviderUnavailable, NotFound
-from bioauth.observability.logging import pseudonym
+from bioauth.observability.logging import get_logger, pseudonym
 from bioauth.store.notify import OPT_OUT_COMPLETED, OPT_OUT_REQUESTED
 from bioauth.store.protocol import AuditEntry, SubjectRecord, SubjectStatus, TemplateStore
 
 __all__ = ["OptOutResult", "OptOutRetrier", "OptOutService", "OptOutState"]
 
-_LOG = structlog.get_logger(__name__)
+_LOGGER = get_logger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -136,8 +134,8 @@ class OptOutService:
                 ),
             )
         except DependencyError as exc:
-            _LOG.warning(
-                "opt-out left pending; it will be retried",
+            _LOGGER.warning(
+                "opt_out_pending",
                 subject=pseudonym(subject_id),
                 tenant=tenant_id,
                 error=exc.__class__.__name__,
@@ -146,7 +144,7 @@ class OptOutService:
             for listener in self._pending_listeners:
                 listener()
             return OptOutResult(tenant_id, subject_id, OptOutState.PENDING)
-        _LOG.info("opt-out done", subject=pseudonym(subject_id), tenant=tenant_id)
+        _LOGGER.info("opt_out_done", subject=pseudonym(subject_id), tenant=tenant_id)
         return OptOutResult(tenant_id, subject_id, OptOutState.DONE)
 
 
@@ -212,7 +210,7 @@ class OptOutRetrier:
             try:
                 left = await self.run_once()
             except DependencyError as exc:
-                _LOG.warning("opt-out retrier cannot read the store", error=exc.message)
+                _LOGGER.warning("opt_out_retrier_store_unreadable", error=exc.message)
                 left = 1
             if left:
                 delay = backoff * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not crypto)

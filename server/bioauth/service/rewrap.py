@@ -20,16 +20,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import structlog
-
 from bioauth.crypto.envelope import SealedTemplate, wrap_aad
 from bioauth.crypto.provider import KeyProvider, WrappedKey
 from bioauth.errors import BioauthError, DecryptionFailed, NotFound
+from bioauth.observability.logging import get_logger
 from bioauth.store.protocol import SubjectKey, SubjectStatus, TemplateStore, WrappedKeyUpdate
 
 __all__ = ["RewrapReport", "rewrap_templates", "rotate_subject_keys"]
 
-_LOG = structlog.get_logger(__name__)
+_LOGGER = get_logger(__name__)
 _Item = TypeVar("_Item")
 
 
@@ -91,7 +90,7 @@ async def rotate_subject_keys(
 
     async for page in store.iter_subject_keys(batch_size=batch_size):
         await _bounded(page, concurrency, rotate)
-    _LOG.info("subject keys rotated", keys=rotated, provider=provider.name)
+    _LOGGER.info("subject_keys_rotated", keys=rotated, provider=provider.name)
     return rotated
 
 
@@ -177,8 +176,8 @@ async def rewrap_templates(
             report.retired_keys += 1
     report.versions = state.lowest
     report.elapsed_s = clock() - started
-    _LOG.info(
-        "rewrap finished",
+    _LOGGER.info(
+        "rewrap_finished",
         provider=provider.name,
         backend=store.backend,
         seen=report.seen,

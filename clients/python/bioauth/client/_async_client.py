@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bioauth.client._config import DEFAULT_TIMEOUT_S, TLSConfig, open_channel
 from bioauth.client._errors import BioauthClientError, ClientClosed, RpcError, map_rpc_error
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
+from bioauth.wire import API_KEY_HEADER
 
 __all__ = [
     "AsyncClient",
@@ -31,7 +32,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_API_KEY_HEADER = "x-api-key"
 
 
 class HealthStatus(enum.StrEnum):
@@ -143,7 +143,7 @@ class AsyncClient:
         self._channel = channel
         self._timeout = timeout
         self._metadata: tuple[tuple[str, str], ...] = (
-            ((_API_KEY_HEADER, api_key),) if api_key else ()
+            ((API_KEY_HEADER, api_key),) if api_key else ()
         )
         # The generated stubs are untyped; every call goes through _unary, which checks the type.
         stubs: tuple[Any, Any, Any] = (

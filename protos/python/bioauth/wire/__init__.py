@@ -8,6 +8,7 @@ from bioauth.wire.limits import (
     MAX_IMAGES_PER_REQUEST,
     MIN_IMAGE_SIDE_PIXELS,
 )
+from bioauth.wire.metadata import API_KEY_HEADER
 from bioauth.wire.transaction import (
     TRANSACTION_ENCODING_VERSION,
     TransactionEncodingError,
@@ -17,6 +18,7 @@ from bioauth.wire.transaction import (
 )
 
 __all__ = [
+    "API_KEY_HEADER",
     "MAX_ENCODED_IMAGE_BYTES",
     "MAX_FRAMES_PER_SESSION",
     "MAX_IMAGES_PER_REQUEST",

@@ -8,11 +8,12 @@ from typing import Any, cast
 import pytest
 from grpc import aio
 
+from bioauth.api.interceptors.deadline import DeadlineInterceptor
+from bioauth.api.interceptors.request_context import current_request, open_request
 from bioauth.config import TenantSettings
 from bioauth.errors import DeadlineExceeded
-from bioauth.security import authentication
-from bioauth.security.context import current_request
-from bioauth.security.deadline import DeadlineInterceptor
+
+METHOD = "/bioauth.v1.BioAuth/Verify"
 
 
 class _NoClientDeadline:
@@ -21,17 +22,20 @@ class _NoClientDeadline:
 
 
 @pytest.fixture(autouse=True)
-def _tenant() -> None:
-    authentication._TENANT.set(TenantSettings(id="bank-a"))
+def _request() -> None:
+    """What the authentication interceptor does before the deadline interceptor runs."""
+    open_request(
+        TenantSettings(id="bank-a"), METHOD, client_remaining=None, default_deadline_s=0.05
+    )
 
 
-def _around() -> Any:
-    return DeadlineInterceptor(0.05)._unary("/bioauth.v1.BioAuth/Verify")
+def _around(default_deadline_s: float = 0.05) -> Any:
+    return DeadlineInterceptor(default_deadline_s)._unary(METHOD)
 
 
-async def _run(behaviour: Any) -> Any:
+async def _run(behaviour: Any, default_deadline_s: float = 0.05) -> Any:
     context = cast(aio.ServicerContext[Any, Any], _NoClientDeadline())
-    return await _around()(behaviour, object(), context)
+    return await _around(default_deadline_s)(behaviour, object(), context)
 
 
 async def test_a_call_past_the_default_deadline_is_deadline_exceeded() -> None:
@@ -40,6 +44,19 @@ async def test_a_call_past_the_default_deadline_is_deadline_exceeded() -> None:
 
     with pytest.raises(DeadlineExceeded, match="default deadline"):
         await _run(slow)
+
+
+async def test_the_deadline_enforced_is_the_request_contexts() -> None:
+    """The interceptor holds the call to the one deadline in the request context, the same
+    absolute value the servicer passes down, not to a second default counted from later."""
+
+    async def slow(_request: object, _context: object) -> None:
+        await asyncio.sleep(5)
+
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(DeadlineExceeded):
+        await _run(slow, default_deadline_s=5.0)
+    assert asyncio.get_running_loop().time() - started < 1.0
 
 
 async def test_a_timeout_raised_below_is_not_taken_for_the_deadline() -> None:

@@ -14,13 +14,12 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from bioauth.api.interceptors.drain import abort_after_drain
+from bioauth.api.interceptors.wrapping import AroundInterceptor, StreamAround, UnaryAround
 from bioauth.api.status import status_for
 from bioauth.errors import BioauthError
 from bioauth.observability.logging import get_logger
 from bioauth.observability.metrics import RPC_SECONDS, RPC_TOTAL
-from bioauth.security.around import AroundInterceptor
-from bioauth.security.drain import abort_after_drain
-from bioauth.security.handlers import StreamAround, UnaryAround
 
 __all__ = ["ErrorMappingInterceptor"]
 
@@ -29,7 +28,7 @@ _LOGGER = get_logger(__name__)
 
 class ErrorMappingInterceptor(AroundInterceptor):
     """``drain_s`` bounds how long a failing client-streaming call reads what the client is
-    still sending before its status goes out (see ``bioauth.security.drain``)."""
+    still sending before its status goes out (see ``drain``)."""
 
     def __init__(self, *, drain_s: float = 1.0) -> None:
         self._drain_s = drain_s

@@ -2,6 +2,8 @@
 
 Interceptors that must act around the call itself (not only before it) wrap the behaviour;
 this module does it once for the four kinds so each interceptor states only its job.
+``AroundInterceptor`` is the base of those that act around every authenticated call (error
+mapping, deadline): public services (health, reflection) pass through them untouched.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from typing import Any
 import grpc
 from grpc import aio
 
-__all__ = ["UnaryAround", "StreamAround", "wrap_handler"]
+__all__ = ["PUBLIC_SERVICES", "AroundInterceptor", "StreamAround", "UnaryAround", "wrap_handler"]
+
+# Load balancers and operators must reach these without tenant credentials.
+PUBLIC_SERVICES: tuple[str, ...] = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 
 # around(call, request_or_iterator, context) for unary-response kinds.
 UnaryAround = Callable[
@@ -79,3 +88,24 @@ def _as_generator(behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[
             await result
 
     return gen
+
+
+class AroundInterceptor(aio.ServerInterceptor):
+    """Subclasses say what runs around a unary-response and a stream-response call."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(PUBLIC_SERVICES):
+            return handler
+        return wrap_handler(handler, self._unary(method), self._stream(method))
+
+    def _unary(self, method: str) -> UnaryAround:
+        raise NotImplementedError
+
+    def _stream(self, method: str) -> StreamAround:
+        raise NotImplementedError

@@ -3,52 +3,35 @@
 Development uses API keys in the ``x-api-key`` metadata, matched by SHA-256 against the tenants
 in settings (the store records only tenant ids). mTLS identities come later through the same
 ``TenantDirectory``. Refusal happens before any servicer code runs, with one opaque message;
-the cause is only logged.
+the cause is only logged. An accepted call gets its request context here, once (tenant, request
+id, method, deadline), since this is where the caller becomes known.
 """
 
 from __future__ import annotations
 
-import contextvars
-import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 from grpc import aio
 
-from bioauth.config import TenantSettings
-from bioauth.errors import InternalError, Unauthenticated
+from bioauth.api.interceptors.drain import abort_after_drain
+from bioauth.api.interceptors.request_context import open_request
+from bioauth.api.interceptors.wrapping import (
+    PUBLIC_SERVICES,
+    StreamAround,
+    UnaryAround,
+    wrap_handler,
+)
+from bioauth.config import TenantSettings, hash_api_key
+from bioauth.errors import Unauthenticated
 from bioauth.observability.logging import get_logger
-from bioauth.security.drain import abort_after_drain
-from bioauth.security.handlers import wrap_handler
+from bioauth.wire import API_KEY_HEADER
 
-__all__ = [
-    "API_KEY_HEADER",
-    "PUBLIC_SERVICES",
-    "AuthenticationInterceptor",
-    "TenantDirectory",
-    "current_tenant",
-]
+__all__ = ["AuthenticationInterceptor", "TenantDirectory"]
 
 _LOGGER = get_logger(__name__)
-API_KEY_HEADER = "x-api-key"
-# Load balancers and operators must reach these without tenant credentials.
-PUBLIC_SERVICES: tuple[str, ...] = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/grpc.reflection.v1.ServerReflection/",
-)
 _MAX_API_KEY_LENGTH = 256
-_TENANT: contextvars.ContextVar[TenantSettings | None] = contextvars.ContextVar(
-    "bioauth_tenant", default=None
-)
-
-
-def current_tenant() -> TenantSettings:
-    tenant = _TENANT.get()
-    if tenant is None:
-        raise InternalError("no authenticated tenant in this context")
-    return tenant
 
 
 class TenantDirectory:
@@ -64,17 +47,25 @@ class TenantDirectory:
             raise Unauthenticated("API key too long")
         # A dict look-up of the key's SHA-256: timing can reveal at most something about a
         # digest, which gives no way back to a key.
-        tenant = self._by_digest.get(hashlib.sha256(api_key.encode("utf-8")).hexdigest())
+        tenant = self._by_digest.get(hash_api_key(api_key))
         if tenant is None:
             raise Unauthenticated("unknown API key")
         return tenant
 
 
 class AuthenticationInterceptor(aio.ServerInterceptor):
-    """Rejects unauthenticated calls with UNAUTHENTICATED; binds the tenant for the rest."""
+    """Rejects unauthenticated calls with UNAUTHENTICATED; opens the request context for the rest.
 
-    def __init__(self, directory: TenantDirectory, *, drain_s: float = 1.0) -> None:
+    ``default_deadline_s`` is the deadline a call gets when its client sent none (the deadline
+    interceptor enforces it); ``drain_s`` bounds how long a refused client-streaming call is read
+    before its status goes out (see ``drain``).
+    """
+
+    def __init__(
+        self, directory: TenantDirectory, *, default_deadline_s: float, drain_s: float = 1.0
+    ) -> None:
         self._directory = directory
+        self._default_deadline_s = default_deadline_s
         self._drain_s = drain_s
 
     async def intercept_service(
@@ -97,33 +88,41 @@ class AuthenticationInterceptor(aio.ServerInterceptor):
             return _abort_handler(handler, self._drain_s)
         if handler is None:
             return handler
-        return wrap_handler(handler, _bind_unary(tenant), _bind_stream(tenant))
+        unary, stream = self._opening(tenant, method)
+        return wrap_handler(handler, unary, stream)
 
+    def _opening(self, tenant: TenantSettings, method: str) -> tuple[UnaryAround, StreamAround]:
+        """Arounds that open the call's request context before its behaviour runs."""
+        default = self._default_deadline_s
 
-def _bind_unary(tenant: TenantSettings) -> Callable[..., Awaitable[Any]]:
-    async def around(
-        call: Callable[..., Awaitable[Any]], request: Any, context: aio.ServicerContext[Any, Any]
-    ) -> Any:
-        token = _TENANT.set(tenant)
-        try:
+        async def unary(
+            call: Callable[..., Awaitable[Any]],
+            request: Any,
+            context: aio.ServicerContext[Any, Any],
+        ) -> Any:
+            open_request(
+                tenant,
+                method,
+                client_remaining=context.time_remaining(),
+                default_deadline_s=default,
+            )
             return await call(request, context)
-        finally:
-            _TENANT.reset(token)
 
-    return around
+        async def stream(
+            call: Callable[..., AsyncIterator[Any]],
+            request: Any,
+            context: aio.ServicerContext[Any, Any],
+        ) -> AsyncIterator[Any]:
+            open_request(
+                tenant,
+                method,
+                client_remaining=context.time_remaining(),
+                default_deadline_s=default,
+            )
+            async for item in call(request, context):
+                yield item
 
-
-def _bind_stream(tenant: TenantSettings) -> Callable[..., AsyncIterator[Any]]:
-    async def around(
-        call: Callable[..., AsyncIterator[Any]],
-        request: Any,
-        context: aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[Any]:
-        _TENANT.set(tenant)  # the stream runs in its own task; nothing to restore
-        async for item in call(request, context):
-            yield item
-
-    return around
+        return unary, stream
 
 
 _REFUSAL = (grpc.StatusCode.UNAUTHENTICATED, "authentication failed")

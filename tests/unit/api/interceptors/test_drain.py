@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc import aio
 
-from bioauth.security.drain import abort_after_drain, drain_requests
+from bioauth.api.interceptors.drain import abort_after_drain, drain_requests
 
 
 class _Context:

@@ -1,1 +1,0 @@
-"""bioauth.security."""
