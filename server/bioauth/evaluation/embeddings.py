@@ -21,7 +21,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from bioauth.config import Settings
-from bioauth.matching.evaluation.dataset import LfwSet
+from bioauth.evaluation.dataset import LfwSet
 
 __all__ = ["EmbeddingRun", "embed_with_model", "reference_embeddings"]
 
