@@ -35,6 +35,7 @@ from bioauth.evaluation.scoresets import (
     fused_cross_distances_vectors,
     mode_pairs,
 )
+from bioauth.inference.manifest import CALIBRATION_FILE
 from bioauth.matching.fusion import FusionRule
 from bioauth.matching.operating_points import Calibration, ComparisonMode, ModeCalibration
 from bioauth.matching.policy import max_gallery_size
@@ -328,9 +329,9 @@ def evaluate(
     report_path = write_report(report, out_dir / "report.json")
     files["report"] = report_path
     if calibration is not None:
-        calibration_path = out_dir / "calibration.json"
-        calibration_path.write_text(calibration.to_json())
-        files["calibration"] = calibration_path
+        calibration_file = out_dir / CALIBRATION_FILE
+        calibration_file.write_text(calibration.to_json())
+        files["calibration"] = calibration_file
     return EvaluationOutput(report, calibration, files)
 
 
