@@ -36,8 +36,8 @@ from bioauth.service.domain import (
 )
 from bioauth.service.probes import FaceEmbedder
 from bioauth.service.templates import refresh_gallery_subject
-from bioauth.store.notify import ENROLL
 from bioauth.store.protocol import (
+    ENROLL,
     AuditEntry,
     Consent,
     Enrolment,
