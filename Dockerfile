@@ -14,7 +14,7 @@ COPY models ./models
 COPY clients ./clients
 COPY server ./server
 RUN python -m venv /opt/bioauth \
- && /opt/bioauth/bin/pip install -c constraints.txt ./protos/python ./models ./clients/python . \
+ && /opt/bioauth/bin/pip install -c constraints.txt ./protos/python ./clients/python . \
  && if [ "$ORT_PACKAGE" != "onnxruntime" ]; then \
         /opt/bioauth/bin/pip uninstall -y onnxruntime && /opt/bioauth/bin/pip install "$ORT_PACKAGE"; \
     fi

@@ -13,10 +13,10 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP) system-deps
 
-$(STAMP): pyproject.toml protos/python/pyproject.toml clients/python/pyproject.toml models/pyproject.toml constraints.txt
+$(STAMP): pyproject.toml protos/python/pyproject.toml clients/python/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
-	$(PIP) install --quiet -c constraints.txt $(EDITABLE) -e protos/python -e models -e clients/python -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt $(EDITABLE) -e protos/python -e clients/python -e '.[dev]'
 	touch $(STAMP)
 
 # SoftHSM2 comes from Debian; the tests make their own token with it.
@@ -40,7 +40,7 @@ test: setup model
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy server protos/python/bioauth/wire clients/python models scripts tests
+	$(VENV)/bin/mypy server protos/python/bioauth/wire clients/python scripts tests
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from bioauth.matching.gallery import Gallery
-from bioauth.matching.gallery_index import BackendName, make_backend
+from bioauth.matching.gallery.index import BackendName, make_backend
 
 _CENTRE_SCALE = 0.056  # per-dimension std: centre-to-centre distance ~0.9 at 128 dimensions
 _NOISE_SCALE = 0.025  # per-dimension std: sample-to-sample distance ~0.4

@@ -36,9 +36,10 @@ import onnxruntime as ort  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bioauth.config import ImageSettings, InferenceSettings, load_settings  # noqa: E402
+from bioauth.inference.decode import decode_image  # noqa: E402
 from bioauth.inference.engine import OnnxEngine  # noqa: E402
 from bioauth.inference.manifest import load_manifest  # noqa: E402
-from bioauth.inference.preprocess import decode_image, to_model_input  # noqa: E402
+from bioauth.inference.preprocess import to_model_input  # noqa: E402
 from bioauth.modelbuild import ensure_built  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -47,10 +47,11 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from bioauth.config import ImageSettings, InferenceSettings, load_settings  # noqa: E402
 from bioauth.inference.batcher import DynamicBatcher  # noqa: E402
+from bioauth.inference.decode import decode_image  # noqa: E402
 from bioauth.inference.engine import OnnxEngine  # noqa: E402
 from bioauth.inference.manifest import ModelManifest, load_manifest  # noqa: E402
 from bioauth.inference.metrics import DeviceMetrics, InferenceMetrics  # noqa: E402
-from bioauth.inference.preprocess import decode_image, to_model_input  # noqa: E402
+from bioauth.inference.preprocess import to_model_input  # noqa: E402
 from bioauth.modelbuild import ensure_built  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

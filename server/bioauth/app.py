@@ -29,12 +29,12 @@ from bioauth.crypto.factory import open_key_provider
 from bioauth.crypto.tokens import TokenIssuer
 from bioauth.inference.batcher import DynamicBatcher
 from bioauth.inference.engine import OnnxEngine
-from bioauth.inference.manifest import CALIBRATION_FILE, load_manifest
+from bioauth.inference.manifest import load_manifest
 from bioauth.matching.gallery import TenantGalleries
-from bioauth.matching.gallery_index import make_backend
-from bioauth.matching.gallery_reduce import reducer_for_rule
-from bioauth.matching.operating_points import Calibration, load_calibration
-from bioauth.modelbuild.build import ensure_built
+from bioauth.matching.gallery.index import make_backend
+from bioauth.matching.gallery.reduce import reducer_for_rule
+from bioauth.matching.operating_points import Calibration, calibration_path, load_calibration
+from bioauth.modelbuild import ensure_built
 from bioauth.observability.logging import configure_logging, get_logger
 from bioauth.observability.metrics import MetricsEndpoint
 from bioauth.service.container import Services, build_services
@@ -228,7 +228,7 @@ def _calibration(
 ) -> Calibration | None:
     """The model's operating points, or None (logged) when none are calibrated yet: the server
     then enrols but refuses to decide (FAILED_PRECONDITION), never using a guessed threshold."""
-    path = settings.matching.calibration or manifest_path.parent / CALIBRATION_FILE
+    path = calibration_path(manifest_path, settings.matching.calibration)
     if settings.matching.calibration is None and not path.is_file():
         _LOGGER.warning("no_calibration", model_id=model_id, expected=str(path))
         return None

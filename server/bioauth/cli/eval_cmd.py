@@ -104,10 +104,11 @@ def _folds(text: str) -> tuple[int, ...]:
 
 def _lfw(args: argparse.Namespace) -> int:
     # Imported here so that other `bioauth` commands do not load numpy-heavy evaluation code.
-    from bioauth.matching.evaluation.dataset import default_lfw_dir, load_lfw
-    from bioauth.matching.evaluation.embeddings import embed_with_model, reference_embeddings
-    from bioauth.matching.evaluation.report import evaluate, write_report
-    from bioauth.matching.evaluation.summary import summary_lines
+    from bioauth.evaluation.dataset import default_lfw_dir, load_lfw
+    from bioauth.evaluation.embeddings import embed_with_model, reference_embeddings
+    from bioauth.evaluation.report import evaluate, write_report
+    from bioauth.evaluation.summary import summary_lines
+    from bioauth.matching.operating_points import calibration_path
 
     partial = args.smoke is not None or args.folds is not None
     if args.write_calibration and (partial or args.descriptors != "model"):
@@ -153,7 +154,7 @@ def _lfw(args: argparse.Namespace) -> int:
     output.report["timings_s"]["total"] = round(time.perf_counter() - started, 2)
     write_report(output.report, output.files["report"])
     if args.write_calibration and output.calibration is not None:
-        target = manifest_path.parent / "calibration.json"
+        target = calibration_path(manifest_path)
         target.write_text(output.calibration.to_json())
         output.files["committed calibration"] = target
     for line in summary_lines(output.report):

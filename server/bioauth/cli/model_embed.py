@@ -41,9 +41,10 @@ def register_embed(group: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _embed(args: argparse.Namespace) -> int:
     # Imported here so that other `bioauth` commands do not load ONNX Runtime.
+    from bioauth.inference.decode import decode_image
     from bioauth.inference.engine import OnnxEngine
     from bioauth.inference.manifest import load_manifest
-    from bioauth.inference.preprocess import decode_image, to_model_input
+    from bioauth.inference.preprocess import to_model_input
     from bioauth.modelbuild import ensure_built
 
     try:

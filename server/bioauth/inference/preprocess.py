@@ -12,18 +12,17 @@ import numpy.typing as npt
 from PIL import Image
 
 from bioauth.errors import InvalidInput
-from bioauth.inference.decode import RawImage, decode_image
 from bioauth.inference.manifest import InputSpec
 
-__all__ = ["RawImage", "decode_image", "to_model_input"]
+__all__ = ["to_model_input"]
 
 
 def to_model_input(rgb: npt.NDArray[np.uint8], spec: InputSpec) -> npt.NDArray[np.float32]:
     """One crop as the model's input tensor without the batch axis ((C, H, W) or (H, W, C)).
 
-    ``rgb`` is (H, W, 3) uint8 as ``decode_image`` returns it; a crop of another size is resized
-    to the manifest's with bilinear filtering (aligned chips already have the right size and are
-    not touched). Blocking: run it in a worker thread from async code.
+    ``rgb`` is (H, W, 3) uint8 as ``bioauth.inference.decode.decode_image`` returns it; a crop of
+    another size is resized to the manifest's with bilinear filtering (aligned chips already have
+    the right size and are not touched). Blocking: run it in a worker thread from async code.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InvalidInput(

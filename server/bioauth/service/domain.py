@@ -140,7 +140,7 @@ class SubjectView:
 
     subject_id: str
     status: str
-    """``enrolled``, ``opt_out_pending`` or ``opted_out`` (``bioauth.store.SubjectStatus``)."""
+    """``enrolled``, ``opt_out_pending`` or ``opted_out`` (``store.protocol.SubjectStatus``)."""
     template_count: int
     model_ids: tuple[str, ...]
     policy_version: str

@@ -35,8 +35,8 @@ from bioauth.service.domain import (
 from bioauth.service.face_digest import digest_fields, face_fields
 from bioauth.service.face_embedder import FaceEmbedder
 from bioauth.service.templates import refresh_gallery_subject
-from bioauth.store.notify import ENROLL
 from bioauth.store.protocol import (
+    ENROLL,
     AuditEntry,
     Consent,
     Enrolment,

@@ -27,8 +27,14 @@ from datetime import UTC, datetime
 from bioauth.crypto.provider import KeyProvider
 from bioauth.errors import DependencyError, InvalidInput, KeyProviderUnavailable, NotFound
 from bioauth.observability.logging import get_logger, pseudonym
-from bioauth.store.notify import OPT_OUT_COMPLETED, OPT_OUT_REQUESTED
-from bioauth.store.protocol import AuditEntry, SubjectRecord, SubjectStatus, TemplateStore
+from bioauth.store.protocol import (
+    OPT_OUT_COMPLETED,
+    OPT_OUT_REQUESTED,
+    AuditEntry,
+    SubjectRecord,
+    SubjectStatus,
+    TemplateStore,
+)
 
 __all__ = ["OptOutResult", "OptOutRetrier", "OptOutService", "OptOutState"]
 

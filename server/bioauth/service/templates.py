@@ -18,7 +18,7 @@ from bioauth.crypto.envelope import SealedTemplate, open_template
 from bioauth.crypto.provider import KeyProvider
 from bioauth.errors import DecryptionFailed, FailedPrecondition, NotFound
 from bioauth.matching.gallery import TenantGalleries
-from bioauth.matching.gallery_reduce import MAX_ENROLMENT_IMAGES
+from bioauth.matching.gallery.reduce import MAX_ENROLMENT_IMAGES
 from bioauth.observability.logging import get_logger, pseudonym
 from bioauth.service._deadline import within
 from bioauth.store.protocol import SubjectRecord, SubjectStatus, TemplateStore

@@ -18,12 +18,8 @@ import asyncpg
 
 from bioauth.errors import StoreUnavailable
 from bioauth.store._pg_errors import translated
-from bioauth.store.notify import (
-    GALLERY_CHANNEL,
-    GALLERY_OPERATIONS,
-    GalleryChange,
-    parse_gallery_notification,
-)
+from bioauth.store.notify import GALLERY_CHANNEL, GalleryChange, parse_gallery_notification
+from bioauth.store.protocol import GALLERY_OPERATIONS
 
 __all__ = ["APPLICATION_NAME", "ChangeFeed", "SubjectChange"]
 

@@ -19,26 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bioauth.store.protocol import AuditEntry
+from bioauth.store.protocol import GALLERY_OPERATIONS, AuditEntry
 
 __all__ = [
-    "ENROLL",
     "GALLERY_CHANNEL",
-    "GALLERY_OPERATIONS",
-    "OPT_OUT_COMPLETED",
-    "OPT_OUT_REQUESTED",
     "GalleryChange",
     "notify_gallery_change",
     "parse_gallery_notification",
 ]
 
 GALLERY_CHANNEL = "bioauth_gallery"
-ENROLL = "enroll"
-OPT_OUT_REQUESTED = "opt_out.requested"
-OPT_OUT_COMPLETED = "opt_out.completed"
-GALLERY_OPERATIONS = frozenset({ENROLL, OPT_OUT_REQUESTED, OPT_OUT_COMPLETED})
-"""Audit operations that change who is in a tenant's 1:N gallery. An operation added later that
-changes a subject's templates or consent must be listed here, or other replicas will miss it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,10 @@ from bioauth.crypto.provider import WrappedKey
 from bioauth.errors import AlreadyExists
 
 __all__ = [
+    "ENROLL",
+    "GALLERY_OPERATIONS",
+    "OPT_OUT_COMPLETED",
+    "OPT_OUT_REQUESTED",
     "AuditEntry",
     "AuditRecord",
     "AuditVerification",
@@ -123,6 +127,15 @@ class AuditEntry:
     model_id: str | None = None
     token_jti: str | None = None
     details: Mapping[str, JsonScalar] = field(default_factory=dict)
+
+
+ENROLL = "enroll"
+OPT_OUT_REQUESTED = "opt_out.requested"
+OPT_OUT_COMPLETED = "opt_out.completed"
+GALLERY_OPERATIONS = frozenset({ENROLL, OPT_OUT_REQUESTED, OPT_OUT_COMPLETED})
+"""Audit operations (``AuditEntry.operation``) that change who is in a tenant's 1:N gallery; other
+replicas learn of them from the audit chain. An operation added later that changes a subject's
+templates or consent must be listed here, or other replicas will miss it."""
 
 
 @dataclass(frozen=True)

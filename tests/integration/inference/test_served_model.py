@@ -19,9 +19,10 @@ import pytest
 from bioauth.cli.main import main
 from bioauth.config import BatcherSettings, ImageSettings, InferenceSettings, QualitySettings
 from bioauth.inference.batcher import DynamicBatcher
+from bioauth.inference.decode import decode_image
 from bioauth.inference.engine import OnnxEngine
 from bioauth.inference.manifest import ModelManifest, load_manifest
-from bioauth.inference.preprocess import decode_image, to_model_input
+from bioauth.inference.preprocess import to_model_input
 from bioauth.inference.quality import assess_quality
 from bioauth.modelbuild import ensure_built
 from tests.support.environment import faces_dir

@@ -14,9 +14,10 @@ import pytest
 
 from bioauth.cli.main import main
 from bioauth.config import ImageSettings, InferenceSettings
+from bioauth.inference.decode import decode_image
 from bioauth.inference.engine import OnnxEngine
 from bioauth.inference.manifest import QuantizedSourceSpec, load_manifest
-from bioauth.inference.preprocess import decode_image, to_model_input
+from bioauth.inference.preprocess import to_model_input
 from bioauth.matching.decision import Decision
 from bioauth.matching.operating_points import CalibrationError, calibration_path, load_calibration
 from bioauth.matching.policy import verify

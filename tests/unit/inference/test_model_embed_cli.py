@@ -12,8 +12,9 @@ from PIL import Image
 
 from bioauth.cli.main import main
 from bioauth.config import ImageSettings, InferenceSettings
+from bioauth.inference.decode import decode_image
 from bioauth.inference.engine import OnnxEngine
-from bioauth.inference.preprocess import decode_image, to_model_input
+from bioauth.inference.preprocess import to_model_input
 from bioauth.testing import build_tiny_model, tiny_manifest
 
 

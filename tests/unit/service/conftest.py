@@ -23,7 +23,7 @@ from bioauth.crypto.tokens import TokenIssuer
 from bioauth.inference.manifest import ModelManifest
 from bioauth.matching.fusion import FusionRule
 from bioauth.matching.gallery import TenantGalleries
-from bioauth.matching.gallery_reduce import reducer_for_rule
+from bioauth.matching.gallery.reduce import reducer_for_rule
 from bioauth.matching.operating_points import Calibration, ModeCalibration, OperatingPoint
 from bioauth.service.container import Services, build_services
 from bioauth.service.domain import EnrolRequest, FaceInput, Transaction

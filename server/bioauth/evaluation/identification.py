@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bioauth.matching.evaluation.rates import supports, threshold_at_fmr
-from bioauth.matching.evaluation.scoresets import mode_groups
+from bioauth.evaluation.rates import supports, threshold_at_fmr
+from bioauth.evaluation.scoresets import mode_groups
 from bioauth.matching.fusion import FusionRule, fused_cross_distances
 from bioauth.matching.operating_points import ComparisonMode
 from bioauth.matching.scores import Metric

@@ -38,15 +38,15 @@ import numpy.typing as npt
 from numpy.typing import NDArray
 
 from bioauth.errors import InternalError, InvalidInput
-from bioauth.matching.gallery_ids import SubjectSlots
-from bioauth.matching.gallery_index import (
+from bioauth.matching.gallery.ids import SubjectSlots
+from bioauth.matching.gallery.index import (
     DEFAULT_BACKEND,
     BackendName,
     RowStore,
     SearchBackend,
     make_backend,
 )
-from bioauth.matching.gallery_reduce import MAX_ENROLMENT_IMAGES, PerSampleMin, TemplateReducer
+from bioauth.matching.gallery.reduce import MAX_ENROLMENT_IMAGES, PerSampleMin, TemplateReducer
 from bioauth.matching.policy import Candidate
 from bioauth.matching.scores import Metric, check_metric, paired_distances
 
@@ -145,7 +145,7 @@ class Gallery:
         dim: embedding size from the model manifest.
         metric: the manifest's metric, ``euclidean`` or ``cosine``.
         reducer: how enrolment templates become rows (default ``PerSampleMin``); must match the
-            fusion rule the policy is calibrated with (``gallery_reduce.reducer_for_rule``).
+            fusion rule the policy is calibrated with (``reduce.reducer_for_rule``).
         backend: ``"numpy"`` (default, measured faster), ``"faiss"``, or a ``SearchBackend``.
         block_rows: rows per storage block.
     """

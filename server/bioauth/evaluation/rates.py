@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bioauth.matching.evaluation.scoresets import ScoreSet
+from bioauth.evaluation.scoresets import ScoreSet
 
 __all__ = [
     "RateAtTarget",

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bioauth.matching.evaluation.rates import rule_of_three, supports, threshold_at_fmr
-from bioauth.matching.evaluation.scoresets import ScoreSet
+from bioauth.evaluation.rates import rule_of_three, supports, threshold_at_fmr
+from bioauth.evaluation.scoresets import ScoreSet
 from bioauth.matching.fusion import FusionRule
 from bioauth.matching.operating_points import (
     Calibration,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bioauth.matching.gallery_ids import SubjectSlots
+from bioauth.matching.gallery.ids import SubjectSlots
 
 
 def test_slots_stay_dense_and_findable_through_growth_removal_and_reuse() -> None:

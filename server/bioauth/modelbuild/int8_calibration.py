@@ -32,13 +32,14 @@ import numpy as np
 import numpy.typing as npt
 
 from bioauth.config import ImageSettings
+from bioauth.inference.decode import decode_image
 from bioauth.inference.manifest import (
     InputSpec,
     ModelManifest,
     QuantizedSourceSpec,
     load_manifest,
 )
-from bioauth.inference.preprocess import decode_image, to_model_input
+from bioauth.inference.preprocess import to_model_input
 from bioauth.modelbuild.build import ensure_built
 from bioauth.modelbuild.quantize import (
     QUANTIZER,

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bioauth.matching.evaluation.calibrate import calibrate_mode, held_out
-from bioauth.matching.evaluation.identification import identification
-from bioauth.matching.evaluation.protocol import best_threshold
-from bioauth.matching.evaluation.rates import (
+from bioauth.evaluation.calibrate import calibrate_mode, held_out
+from bioauth.evaluation.identification import identification
+from bioauth.evaluation.protocol import best_threshold
+from bioauth.evaluation.rates import (
     fnmr_at_targets,
     rule_of_three,
     supports,
     threshold_at_fmr,
 )
-from bioauth.matching.evaluation.scoresets import ScoreSet, all_pairs, mode_groups, mode_pairs
+from bioauth.evaluation.scoresets import ScoreSet, all_pairs, mode_groups, mode_pairs
 from bioauth.matching.fusion import FusionRule
 from bioauth.matching.operating_points import ComparisonMode
 

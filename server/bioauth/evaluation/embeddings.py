@@ -21,7 +21,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from bioauth.config import Settings
-from bioauth.matching.evaluation.dataset import LfwSet
+from bioauth.evaluation.dataset import LfwSet
 
 __all__ = ["EmbeddingRun", "embed_with_model", "reference_embeddings"]
 
@@ -87,9 +87,10 @@ def embed_with_model(
 ) -> EmbeddingRun:
     """Every chip through the model of ``manifest_path`` (built into the cache if needed)."""
     # Imported here so that `bioauth eval` with reference descriptors does not load ORT.
+    from bioauth.inference.decode import decode_image
     from bioauth.inference.engine import OnnxEngine
     from bioauth.inference.manifest import load_manifest
-    from bioauth.inference.preprocess import decode_image, to_model_input
+    from bioauth.inference.preprocess import to_model_input
     from bioauth.modelbuild import ensure_built
 
     manifest = load_manifest(manifest_path)

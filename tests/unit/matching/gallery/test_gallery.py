@@ -13,8 +13,8 @@ from numpy.typing import NDArray
 from bioauth.errors import InternalError, InvalidInput
 from bioauth.matching.fusion import FusionRule, fused_distance
 from bioauth.matching.gallery import Gallery, GalleryResult, TenantGalleries
-from bioauth.matching.gallery_index import SearchBackend, make_backend
-from bioauth.matching.gallery_reduce import FusedTemplate, reducer_for_rule
+from bioauth.matching.gallery.index import SearchBackend, make_backend
+from bioauth.matching.gallery.reduce import FusedTemplate, reducer_for_rule
 from bioauth.matching.scores import Metric, cross_distances
 
 DIM = 24

@@ -17,24 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from bioauth.matching.evaluation.calibrate import (
+from bioauth.evaluation.calibrate import (
     HELD_OUT_TOLERANCE,
     build_calibration,
     calibrate_mode,
     held_out,
 )
-from bioauth.matching.evaluation.dataset import LfwSet
-from bioauth.matching.evaluation.det import DetCurve, det_curve, plot_det
-from bioauth.matching.evaluation.embeddings import EmbeddingRun
-from bioauth.matching.evaluation.identification import IdentificationResult, identification
-from bioauth.matching.evaluation.protocol import lfw_protocol
-from bioauth.matching.evaluation.rates import RateAtTarget, fnmr_at_targets
-from bioauth.matching.evaluation.scoresets import (
+from bioauth.evaluation.dataset import LfwSet
+from bioauth.evaluation.det import DetCurve, det_curve, plot_det
+from bioauth.evaluation.embeddings import EmbeddingRun
+from bioauth.evaluation.identification import IdentificationResult, identification
+from bioauth.evaluation.protocol import lfw_protocol
+from bioauth.evaluation.rates import RateAtTarget, fnmr_at_targets
+from bioauth.evaluation.scoresets import (
     ScoreSet,
     all_pairs,
     fused_cross_distances_vectors,
     mode_pairs,
 )
+from bioauth.inference.manifest import CALIBRATION_FILE
 from bioauth.matching.fusion import FusionRule
 from bioauth.matching.operating_points import Calibration, ComparisonMode, ModeCalibration
 from bioauth.matching.policy import max_gallery_size
@@ -328,9 +329,9 @@ def evaluate(
     report_path = write_report(report, out_dir / "report.json")
     files["report"] = report_path
     if calibration is not None:
-        calibration_path = out_dir / "calibration.json"
-        calibration_path.write_text(calibration.to_json())
-        files["calibration"] = calibration_path
+        calibration_file = out_dir / CALIBRATION_FILE
+        calibration_file.write_text(calibration.to_json())
+        files["calibration"] = calibration_file
     return EvaluationOutput(report, calibration, files)
 
 

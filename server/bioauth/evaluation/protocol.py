@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from bioauth.matching.evaluation.dataset import LfwPair
+from bioauth.evaluation.dataset import LfwPair
 from bioauth.matching.scores import Metric, paired_distances
 
 __all__ = ["ProtocolResult", "best_threshold", "lfw_protocol"]
