@@ -15,8 +15,7 @@ from bioauth.matching.operating_points import (
     load_calibration,
     point_name,
 )
-
-from .calibrations import SHA, point, standard
+from tests.support.calibration import SHA, point, standard
 
 
 def test_round_trip(tmp_path: Path) -> None:
