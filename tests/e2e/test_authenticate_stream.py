@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +32,15 @@ from bioauth.client import (
 )
 from bioauth.client.tokens import TokenVerifier
 from bioauth.v1 import bioauth_pb2, types_pb2
-from tests.support.calibration import fused, served_embeddings, write_calibration
-from tests.support.environment import faces_dir
-from tests.support.server import ServerProcess, tenant_toml, write_test_config
+from tests.support.calibration import fused, mode, point, served_calibration, served_embeddings
+from tests.support.faces import face_set
+from tests.support.server import ServerProcess, Tenant, running_server
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
 POINT = "fmr_1e-3"
-TENANT, API_KEY = "bank-s", "key-bank-s"
+TENANT = Tenant("bank-s", "key-bank-s", verify_operating_point=POINT, identify_fpir_target=0.01)
 ISSUER = "bioauth-e2e-stream"
 BUDGET_S = 3.0
 TIMEOUT_S = 60.0
@@ -56,16 +55,11 @@ class Cast:
     thresholds: dict[str, float]
 
 
-def _chips(identity: str) -> list[Path]:
-    root = faces_dir()
-    document = json.loads((root / "faces.json").read_text())
-    return [root / f["chip"] for f in document["faces"] if f["identity"] == identity]
-
-
 @pytest.fixture(scope="module")
 def cast() -> Cast:
     """Picks the frames and places the thresholds from the served model's distances."""
-    obama, biden = _chips("obama"), _chips("biden")
+    faces = face_set()
+    obama, biden = faces.chips("obama"), faces.chips("biden")
     embeddings = served_embeddings([*obama, *biden])
     o, b = embeddings[: len(obama)], embeddings[len(obama) :]
     enrolment = o[0]
@@ -84,41 +78,28 @@ def cast() -> Cast:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cast: Cast) -> Iterator[ServerProcess]:
-    directory = tmp_path_factory.mktemp("stream")
-    calibration = write_calibration(
-        directory / "calibration.json",
-        point=POINT,
-        thresholds=cast.thresholds,
-        identify_margin=0.05,
+    calibration = served_calibration(
+        {key: mode(point(1e-3, threshold)) for key, threshold in cast.thresholds.items()}
     )
-    tenant = tenant_toml(TENANT, API_KEY, verify_operating_point=POINT, identify_fpir_target=0.01)
-    extra = f"""
-{tenant}
-[matching]
-calibration = "{calibration}"
-
-[stream]
-budget_s = {BUDGET_S}
-
-[tokens]
-issuer = "{ISSUER}"
-"""
-    proc = ServerProcess(directory, config=write_test_config(directory, extra_toml=extra))
-    proc.start(timeout_s=120)
-    yield proc
-    proc.stop()
+    with running_server(
+        tmp_path_factory.mktemp("stream"),
+        tenants=[TENANT],
+        calibration=calibration,
+        settings={"stream": {"budget_s": BUDGET_S}, "tokens": {"issuer": ISSUER}},
+    ) as proc:
+        yield proc
 
 
 @pytest.fixture
 async def client(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(server.target, api_key=API_KEY, timeout=TIMEOUT_S) as c:
+    async with server.client(TENANT.id, timeout=TIMEOUT_S) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def enrolled(server: ServerProcess, cast: Cast) -> None:
     async def run() -> None:
-        async with AsyncClient(server.target, api_key=API_KEY, timeout=TIMEOUT_S) as c:
+        async with server.client(TENANT.id, timeout=TIMEOUT_S) as c:
             for ref, chip in (("acct-obama", cast.obama_enrolment), ("acct-biden", cast.biden[0])):
                 response = await c.enroll(
                     ref,
@@ -176,7 +157,7 @@ async def test_fused_frames_approve_where_single_frames_do_not(
     assert result.decision == APPROVE, result
     assert result.operating_point == POINT
     assert (result.comparison_mode.enrolment_images, result.comparison_mode.probe_images) == (1, 3)
-    verifier = TokenVerifier(client.get_jwks, issuer=ISSUER, audience=TENANT)
+    verifier = TokenVerifier(client.get_jwks, issuer=ISSUER, audience=TENANT.id)
     token = await verifier.verify(result.token, tx)
     assert (token.enrolment_images, token.probe_images) == (1, 3)
 

@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,29 +37,23 @@ from bioauth.client import (
 )
 from bioauth.client.tokens import TokenVerifier
 from bioauth.v1 import bioauth_pb2, types_pb2
-from tests.support.environment import REPO_ROOT, faces_dir, missing
+from tests.support.calibration import committed_calibration
+from tests.support.faces import Face, FaceSet, face_set
 from tests.support.postgres import fresh_database
-from tests.support.server import ServerProcess, tenant_toml, write_test_config
+from tests.support.server import ServerProcess, Tenant, running_server
 
 pytestmark = pytest.mark.e2e
 
 ISSUER = "bioauth-e2e"
 POINT = "fmr_1e-3"
-KEYS = {"bank-a": "key-bank-a", "bank-b": "key-bank-b", "bank-c": "key-bank-c"}
+TENANTS = [
+    Tenant(bank, f"key-{bank}", verify_operating_point=POINT, identify_fpir_target=0.01)
+    for bank in ("bank-a", "bank-b", "bank-c")
+]
 ENROLLED = ("obama", "biden", "alex_lacamoire", "kit_harington", "rose_leslie", "guido_van_rossum")
 ONE_TO_ONE_ONLY = "paul_allen"
 TIMEOUT_S = 60.0
 APPROVE = types_pb2.DECISION_APPROVE
-_TENANTS_TOML = "\n".join(
-    tenant_toml(tenant, key, verify_operating_point=POINT, identify_fpir_target=0.01)
-    for tenant, key in KEYS.items()
-)
-
-
-@dataclass(frozen=True)
-class Face:
-    identity: str
-    chip: Path
 
 
 def _ref(identity: str) -> str:
@@ -71,20 +61,8 @@ def _ref(identity: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def faces() -> list[Face]:
-    root = faces_dir()
-    document = json.loads((root / "faces.json").read_text())
-    return [Face(f["identity"], root / f["chip"]) for f in document["faces"]]
-
-
-def _calibration() -> Path:
-    override = os.environ.get("BIOAUTH_MATCHING__CALIBRATION")
-    path = (
-        Path(override) if override else REPO_ROOT / "models" / "dlib_resnet_v1" / "calibration.json"
-    )
-    if not path.is_file():
-        missing(f"calibration file {path}", "run `bioauth eval lfw` (it writes calibration.json)")
-    return path
+def faces() -> FaceSet:
+    return face_set()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -92,40 +70,42 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """The server on each store backend: the embedded SQLite file, then a fresh PostgreSQL
-    database (through ``BIOAUTH_STORE__URL``, which wins over the config file)."""
-    _calibration()
+    database), deciding at the committed calibration's points."""
+    committed_calibration()
     directory = tmp_path_factory.mktemp(f"decisions-{request.param}")
-    extra = f'{_TENANTS_TOML}\n[tokens]\nissuer = "{ISSUER}"\n'
-    config = write_test_config(directory, extra_toml=extra)
     with contextlib.ExitStack() as stack:
-        env = {}
+        store_url = None
         if request.param == "postgresql":
-            env["BIOAUTH_STORE__URL"] = stack.enter_context(fresh_database("bioauth_e2e"))
-        proc = ServerProcess(directory, config=config, env=env)
-        proc.start(timeout_s=120)
-        stack.callback(proc.stop)
-        yield proc
+            store_url = stack.enter_context(fresh_database("bioauth_e2e"))
+        yield stack.enter_context(
+            running_server(
+                directory,
+                tenants=TENANTS,
+                store_url=store_url,
+                settings={"tokens": {"issuer": ISSUER}},
+            )
+        )
 
 
-async def _client(server: ServerProcess, tenant: str) -> AsyncClient:
-    return AsyncClient(server.target, api_key=KEYS[tenant], timeout=TIMEOUT_S)
+def _client(server: ServerProcess, tenant: str) -> AsyncClient:
+    return server.client(tenant, timeout=TIMEOUT_S)
 
 
 @pytest.fixture
 async def bank_a(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    async with await _client(server, "bank-a") as client:
+    async with _client(server, "bank-a") as client:
         yield client
 
 
 @pytest.fixture
 async def bank_b(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    async with await _client(server, "bank-b") as client:
+    async with _client(server, "bank-b") as client:
         yield client
 
 
 @pytest.fixture
 async def bank_c(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    async with await _client(server, "bank-c") as client:
+    async with _client(server, "bank-c") as client:
         yield client
 
 
@@ -148,20 +128,13 @@ async def _enrol(
     return response
 
 
-def _first_chips(faces: list[Face]) -> dict[str, Face]:
-    first: dict[str, Face] = {}
-    for face in faces:
-        first.setdefault(face.identity, face)
-    return first
-
-
 @pytest.fixture(scope="module")
-def enrolled(server: ServerProcess, faces: list[Face]) -> dict[str, str]:
+def enrolled(server: ServerProcess, faces: FaceSet) -> dict[str, str]:
     """bank-a's enrolment, once per module: identity -> subject id."""
 
     async def run() -> dict[str, str]:
-        first = _first_chips(faces)
-        async with await _client(server, "bank-a") as client:
+        first = faces.first_of_each()
+        async with _client(server, "bank-a") as client:
             subjects = {}
             for identity in ENROLLED:
                 subjects[identity] = (
@@ -207,11 +180,11 @@ async def _bounded(
 
 
 async def test_genuine_chips_verify_and_identify(
-    bank_a: AsyncClient, enrolled: dict[str, str], faces: list[Face]
+    bank_a: AsyncClient, enrolled: dict[str, str], faces: FaceSet
 ) -> None:
     """Every other chip of an enrolled identity is APPROVED in 1:1 and found in 1:N, each
     approval carrying a token that the SDK verifier accepts for exactly that transaction."""
-    first = _first_chips(faces)
+    first = faces.first_of_each()
     probes = [f for f in faces if f.identity in ENROLLED and f.chip != first[f.identity].chip]
     assert len(probes) >= 6
     verifier = await _verifier(bank_a, "bank-a")
@@ -236,7 +209,7 @@ async def test_genuine_chips_verify_and_identify(
 
 
 async def test_other_identities_are_declined_and_never_misidentified(
-    bank_a: AsyncClient, enrolled: dict[str, str], faces: list[Face]
+    bank_a: AsyncClient, enrolled: dict[str, str], faces: FaceSet
 ) -> None:
     """Each enrolled subject declines every chip of every other identity (no token); in 1:N every
     chip is NO_MATCH or its own identity, never someone else."""
@@ -267,10 +240,10 @@ async def test_other_identities_are_declined_and_never_misidentified(
 
 
 async def test_one_to_one_only_subject_is_never_identified(
-    bank_a: AsyncClient, enrolled: dict[str, str], faces: list[Face]
+    bank_a: AsyncClient, enrolled: dict[str, str], faces: FaceSet
 ) -> None:
     """A subject who consented to 1:1 only verifies, but identify never returns them."""
-    first = _first_chips(faces)
+    first = faces.first_of_each()
     for face in faces:
         if face.identity != ONE_TO_ONE_ONLY:
             continue
@@ -287,12 +260,12 @@ async def test_one_to_one_only_subject_is_never_identified(
 
 
 async def test_tokens_verify_independently_and_only_once(
-    bank_a: AsyncClient, bank_b: AsyncClient, enrolled: dict[str, str], faces: list[Face]
+    bank_a: AsyncClient, bank_b: AsyncClient, enrolled: dict[str, str], faces: FaceSet
 ) -> None:
     """An approval's token verifies with joserfc against the published JWKS; the SDK accepts it
     once, refuses a replay, another transaction and another audience."""
     face = next(
-        f for f in faces if f.identity == "obama" and f.chip != _first_chips(faces)["obama"].chip
+        f for f in faces if f.identity == "obama" and f.chip != faces.first_of_each()["obama"].chip
     )
     tx = _tx("token")
     result = await bank_a.verify(_ref("obama"), [face_image_from_path(face.chip)], tx)
@@ -321,7 +294,7 @@ async def test_tokens_verify_independently_and_only_once(
 
 
 async def test_subjects_are_invisible_to_other_tenants(
-    bank_b: AsyncClient, enrolled: dict[str, str], faces: list[Face]
+    bank_b: AsyncClient, enrolled: dict[str, str], faces: FaceSet
 ) -> None:
     """bank-b cannot verify, look up, delete or identify bank-a's subjects."""
     face = next(f for f in faces if f.identity == "obama")
@@ -339,13 +312,13 @@ async def test_subjects_are_invisible_to_other_tenants(
 
 
 async def test_one_face_under_two_accounts_is_ambiguous(
-    bank_c: AsyncClient, faces: list[Face]
+    bank_c: AsyncClient, faces: FaceSet
 ) -> None:
     """Enrolling one chip under two references makes identify of another chip AMBIGUOUS."""
-    biden = [f for f in faces if f.identity == "biden"]
+    biden = faces.of("biden")
     await _enrol(bank_c, "biden-card", biden[0])
     await _enrol(bank_c, "biden-second-card", biden[0])
-    await _enrol(bank_c, _ref("guido"), _first_chips(faces)["guido_van_rossum"])
+    await _enrol(bank_c, _ref("guido"), faces.first_of_each()["guido_van_rossum"])
     result = await bank_c.identify([face_image_from_path(biden[1].chip)], _tx("ambiguous"))
     assert result.decision == types_pb2.DECISION_AMBIGUOUS, result
     assert result.reason == types_pb2.DECISION_REASON_RUNNER_UP_TOO_CLOSE
@@ -355,12 +328,12 @@ async def test_one_face_under_two_accounts_is_ambiguous(
 
 
 async def test_opt_out_stops_matching_and_records_withdrawal(
-    bank_c: AsyncClient, faces: list[Face]
+    bank_c: AsyncClient, faces: FaceSet
 ) -> None:
     """After DeleteSubject the person neither verifies nor identifies, and GetSubject by the
     same reference reports the withdrawal (the store keeps only a keyed digest of the reference
     once shredding is done), with no templates and no model left."""
-    rose = [f for f in faces if f.identity == "rose_leslie"]
+    rose = faces.of("rose_leslie")
     enrolled = await _enrol(bank_c, "rose-card", rose[0])
     probe = face_image_from_path(rose[1].chip)
     before = await bank_c.identify([probe], _tx("rose-before"))
@@ -393,14 +366,14 @@ async def test_opt_out_stops_matching_and_records_withdrawal(
 
 
 async def test_gallery_is_reloaded_at_start_up(
-    server: ServerProcess, enrolled: dict[str, str], faces: list[Face]
+    server: ServerProcess, enrolled: dict[str, str], faces: FaceSet
 ) -> None:
     """After a restart the 1:N gallery is rebuilt from the store: identification still works,
     and the 1:1-only subject is still left out. (Last in this module: it restarts the server.)"""
     server.stop()
     server.start(timeout_s=120)
-    first = _first_chips(faces)
-    async with await _client(server, "bank-a") as client:
+    first = faces.first_of_each()
+    async with _client(server, "bank-a") as client:
         for identity in ("obama", ONE_TO_ONE_ONLY):
             face = next(
                 f for f in faces if f.identity == identity and f.chip != first[identity].chip

@@ -5,7 +5,6 @@ backends are covered by the decision tests on the float model."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,50 +14,42 @@ from bioauth.client import AsyncClient, consent, face_image_from_path, transacti
 from bioauth.client.tokens import TokenVerifier
 from bioauth.inference.manifest import load_manifest
 from bioauth.v1 import types_pb2
-from tests.support.environment import REPO_ROOT, faces_dir
-from tests.support.server import ServerProcess, tenant_toml, write_test_config
+from tests.support.environment import REPO_ROOT
+from tests.support.faces import face_set
+from tests.support.server import ServerProcess, Tenant, running_server
 
 pytestmark = pytest.mark.e2e
 
 INT8 = REPO_ROOT / "models" / "dlib_resnet_v1_int8" / "manifest.json"
 ISSUER = "bioauth-e2e-int8"
-TENANT, KEY = "bank-int8", "key-bank-int8"
 POINT = "fmr_1e-3"
+TENANT = Tenant("bank-int8", "key-bank-int8", verify_operating_point=POINT)
 TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
 def chips() -> dict[str, list[Path]]:
-    root = faces_dir()
-    by_identity: dict[str, list[Path]] = {}
-    for face in json.loads((root / "faces.json").read_text(encoding="utf-8"))["faces"]:
-        by_identity.setdefault(face["identity"], []).append(root / face["chip"])
-    return by_identity
+    faces = face_set()
+    return {identity: faces.chips(identity) for identity in faces.by_identity()}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     directory = tmp_path_factory.mktemp("int8-server")
-    extra = f"""
-{tenant_toml(TENANT, KEY, verify_operating_point=POINT)}
-[tokens]
-issuer = "{ISSUER}"
-
-[inference]
-manifest = "{INT8}"
-cache_dir = "{directory / "model-cache"}"
-"""
-    proc = ServerProcess(directory, config=write_test_config(directory, extra_toml=extra))
-    proc.start(timeout_s=120)
-    try:
+    with running_server(
+        directory,
+        tenants=[TENANT],
+        settings={
+            "tokens": {"issuer": ISSUER},
+            "inference": {"manifest": INT8, "cache_dir": directory / "model-cache"},
+        },
+    ) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
 async def client(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(server.target, api_key=KEY, timeout=TIMEOUT_S) as bank:
+    async with server.client(TENANT.id, timeout=TIMEOUT_S) as bank:
         yield bank
 
 
@@ -77,7 +68,7 @@ async def test_the_server_verifies_with_the_int8_model(
             idempotency_key=f"enrol-int8-{identity}",
         )
         assert [s.accepted for s in response.samples] == [True], response
-    verifier = TokenVerifier(client.get_jwks, issuer=ISSUER, audience=TENANT)
+    verifier = TokenVerifier(client.get_jwks, issuer=ISSUER, audience=TENANT.id)
 
     for k, chip in enumerate(chips["obama"][1:]):
         tx = transaction_context(f"tx-int8-{k}", 1250, "EUR", merchant_id="m-1")

@@ -11,7 +11,7 @@ distances the served model gives on the chips used (``tests.support.calibration`
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -27,17 +27,17 @@ from bioauth.client import (
     transaction_context,
 )
 from bioauth.v1 import types_pb2
-from tests.support.calibration import fused, served_embeddings, write_calibration
-from tests.support.environment import faces_dir
+from tests.support.calibration import fused, mode, point, served_calibration, served_embeddings
+from tests.support.faces import face_set
 from tests.support.postgres import fresh_database
-from tests.support.server import ServerProcess, tenant_toml, write_test_config
+from tests.support.server import Sections, ServerProcess, Tenant, running_server
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
 POINT = "fmr_1e-3"
-TENANT, API_KEY = "bank-r", "key-bank-r"
+TENANT = Tenant("bank-r", "key-bank-r", verify_operating_point=POINT, identify_fpir_target=0.01)
 WAIT_S = 10.0
 TIMEOUT_S = 30.0
 APPROVE = types_pb2.DECISION_APPROVE
@@ -57,15 +57,10 @@ class Replicas:
     proxy: TcpProxy
 
 
-def _chips(identity: str) -> list[Path]:
-    root = faces_dir()
-    document = json.loads((root / "faces.json").read_text())
-    return [root / f["chip"] for f in document["faces"] if f["identity"] == identity]
-
-
 @pytest.fixture(scope="module")
 def chips() -> Chips:
-    obama, biden = _chips("obama")[:2], _chips("biden")[:2]
+    faces = face_set()
+    obama, biden = faces.chips("obama")[:2], faces.chips("biden")[:2]
     o0, o1, b0, b1 = served_embeddings([*obama, *biden])
     genuine = max(fused(o0, o1), fused(b0, b1))
     impostor = min(fused(o0, b1), fused(b0, o1), fused(o0, b0))
@@ -82,50 +77,40 @@ def _through(dsn: str, port: int) -> str:
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory, chips: Chips) -> Iterator[Replicas]:
     shared = tmp_path_factory.mktemp("replicas")
-    calibration = write_calibration(
-        shared / "calibration.json",
-        point=POINT,
-        thresholds={"e1p1": chips.threshold},
-        identify_margin=0.05,
-    )
-    tenant = tenant_toml(TENANT, API_KEY, verify_operating_point=POINT, identify_fpir_target=0.01)
-    extra = f"""
-{tenant}
-[matching]
-calibration = "{calibration}"
-
-[gallery_sync]
-catch_up_interval_s = 0
-probe_interval_s = 0.5
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
-"""
-    with fresh_database() as dsn:
+    settings: Sections = {
+        "keys": {"local_path": shared / "dev-keys.json"},  # one key file: B opens what A sealed
+        "gallery_sync": {
+            "catch_up_interval_s": 0,
+            "probe_interval_s": 0.5,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+        },
+    }
+    calibration = served_calibration(e1p1=mode(point(1e-3, chips.threshold)))
+    with fresh_database() as dsn, contextlib.ExitStack() as stack:
         parts = urlsplit(dsn)
         proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+        stack.callback(proxy.close)
         servers: list[ServerProcess] = []
-        try:
-            for name, url in (("a", dsn), ("b", _through(dsn, proxy.port))):
-                directory = shared / name
-                directory.mkdir()
-                env = {
-                    "BIOAUTH_STORE__URL": url,
-                    "BIOAUTH_KEYS__LOCAL_PATH": str(shared / "dev-keys.json"),
-                }
-                config = write_test_config(directory, extra_toml=extra)
-                servers.append(ServerProcess(directory, config=config, env=env).start(120))
-            yield Replicas(servers[0], servers[1], proxy)
-        finally:
-            for server in servers:
-                server.stop()
-            proxy.close()
+        for name, url in (("a", dsn), ("b", _through(dsn, proxy.port))):
+            directory = shared / name
+            directory.mkdir()
+            server = running_server(
+                directory,
+                tenants=[TENANT],
+                store_url=url,
+                calibration=calibration,
+                settings=settings,
+            )
+            servers.append(stack.enter_context(server))
+        yield Replicas(servers[0], servers[1], proxy)
 
 
 @pytest.fixture
 async def clients(replicas: Replicas) -> AsyncIterator[tuple[AsyncClient, AsyncClient]]:
     async with (
-        AsyncClient(replicas.a.target, api_key=API_KEY, timeout=TIMEOUT_S) as a,
-        AsyncClient(replicas.b.target, api_key=API_KEY, timeout=TIMEOUT_S) as b,
+        replicas.a.client(TENANT.id, timeout=TIMEOUT_S) as a,
+        replicas.b.client(TENANT.id, timeout=TIMEOUT_S) as b,
     ):
         yield a, b
 

@@ -16,25 +16,25 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from bioauth.client import AsyncClient, HealthStatus
+from bioauth.client import HealthStatus
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
-from tests.support.server import TEST_API_KEYS, ServerProcess
+from tests.support.server import DEFAULT_TENANTS, ServerProcess, ServerStartError, running_server
 from tests.support.slow_server import SLOW_CALL_STARTED, SLOW_METHOD
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
 SLOW_SERVER = [sys.executable, "-m", "tests.support.slow_server"]
-GOOD_KEY = (("x-api-key", TEST_API_KEYS["tenant-a"]),)
+TENANT = DEFAULT_TENANTS[0]
+GOOD_KEY = (("x-api-key", TENANT.api_key),)
 BAD_KEY = (("x-api-key", "not-a-key"),)
 Metadata = tuple[tuple[str, str], ...]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("server"), argv=SLOW_SERVER).start()
-    yield proc
-    proc.stop()
+    with running_server(tmp_path_factory.mktemp("server"), argv=SLOW_SERVER) as proc:
+        yield proc
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ async def test_health_is_serving(channel: aio.Channel) -> None:
 
 async def test_health_through_the_sdk(server: ServerProcess) -> None:
     """The SDK's health call sees SERVING."""
-    async with AsyncClient(server.target, api_key=TEST_API_KEYS["tenant-a"]) as client:
+    async with server.client(TENANT.id) as client:
         assert await client.health() == HealthStatus.SERVING
 
 
@@ -204,7 +204,7 @@ async def test_outcome_log_lines_carry_the_request_fields(
     lines = outcome_lines()
     assert {x["event"] for x in lines} >= {"rpc_done", "rpc_failed"}
     for line in lines:
-        assert line["tenant"] == "tenant-a"
+        assert line["tenant"] == TENANT.id
         assert isinstance(line["request_id"], str)
         assert len(line["request_id"]) == 32
     assert "acct-log" not in server.logs(), "external references never reach the logs"
@@ -244,8 +244,7 @@ async def test_a_client_deadline_wins_over_the_default(channel: aio.Channel) -> 
 
 async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
     """SIGTERM: health turns NOT_SERVING first, the in-flight call completes, the process exits 0."""
-    proc = ServerProcess(tmp_path, argv=SLOW_SERVER).start()
-    try:
+    with running_server(tmp_path, argv=SLOW_SERVER) as proc:
         async with aio.insecure_channel(proc.target) as ch:
             watch = health_pb2_grpc.HealthStub(ch).Watch(
                 health_pb2.HealthCheckRequest(service=""), timeout=20
@@ -265,8 +264,6 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
             watch.cancel()
             assert float(await slow) > 0
         assert await asyncio.to_thread(proc.wait, 30) == 0
-    finally:
-        proc.stop()
 
 
 def test_a_port_in_use_fails_start_up_with_a_clear_message(tmp_path: Path) -> None:
@@ -275,19 +272,21 @@ def test_a_port_in_use_fails_start_up_with_a_clear_message(tmp_path: Path) -> No
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = ServerProcess(tmp_path, env={"BIOAUTH_SERVER__PORT": str(port)})
-        with pytest.raises(RuntimeError, match=f"bioauth serve: could not bind 127.0.0.1:{port}"):
-            proc.start(timeout_s=60)
-        assert proc.process is not None
-        assert proc.process.returncode not in (None, 0)
+        with (
+            pytest.raises(
+                ServerStartError, match=f"bioauth serve: could not bind 127.0.0.1:{port}"
+            ) as info,
+            running_server(tmp_path, settings={"server": {"port": port}}, timeout_s=60),
+        ):
+            pass
+        assert info.value.returncode not in (None, 0)
 
 
 async def test_metrics_are_served_without_anything_biometric(tmp_path: Path) -> None:
     """server.metrics_port serves the RPC and batcher families; labels carry no reference."""
-    proc = ServerProcess(
-        tmp_path, argv=SLOW_SERVER, env={"BIOAUTH_SERVER__METRICS_PORT": "0"}
-    ).start()
-    try:
+    with running_server(
+        tmp_path, argv=SLOW_SERVER, settings={"server": {"metrics_port": 0}}
+    ) as proc:
         await eventually(lambda: "metrics_listening" in proc.logs(), "metrics endpoint logged")
         [line] = [json.loads(x) for x in proc.logs().splitlines() if '"metrics_listening"' in x]
         async with aio.insecure_channel(proc.target) as ch:
@@ -320,5 +319,3 @@ async def test_metrics_are_served_without_anything_biometric(tmp_path: Path) -> 
         for family in ("bioauth_inference_batch_size", "bioauth_inference_queue_depth"):
             assert f"# TYPE {family}" in text
         assert "acct-metrics" not in text
-    finally:
-        proc.stop()

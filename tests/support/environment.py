@@ -25,22 +25,3 @@ def missing(what: str, how: str) -> NoReturn:
     if in_ci():
         pytest.fail(message + " (CI=true: required)", pytrace=False)
     pytest.skip(message)
-
-
-def faces_dir() -> Path:
-    path = Path(os.environ.get("BIOAUTH_FACES_DIR", REPO_ROOT.parent / "shared" / "faces"))
-    if not (path / "faces.json").is_file():
-        missing(
-            f"face set at {path}",
-            "set BIOAUTH_FACES_DIR to the folder holding faces.json and chips/",
-        )
-    return path
-
-
-def lfw_dir() -> Path:
-    path = Path(os.environ.get("BIOAUTH_LFW_DIR", REPO_ROOT.parent / "shared" / "lfw"))
-    if not (path / "lfw.json").is_file():
-        missing(
-            f"LFW set at {path}", "set BIOAUTH_LFW_DIR to the folder holding lfw.json and chips/"
-        )
-    return path

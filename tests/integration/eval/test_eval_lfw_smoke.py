@@ -17,7 +17,7 @@ from bioauth.cli.main import main
 from bioauth.matching.decision import Decision
 from bioauth.matching.operating_points import ComparisonMode, load_calibration
 from bioauth.matching.policy import decide_verify
-from tests.support.environment import lfw_dir
+from tests.support.faces import lfw_dir
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +24,6 @@ from bioauth.inference.manifest import ModelManifest, load_manifest
 from bioauth.inference.preprocess import to_model_input
 from bioauth.inference.quality import assess_quality
 from bioauth.modelbuild import ensure_built
-from tests.support.environment import faces_dir
 from tests.support.face_pairs import (
     DLIB_USUAL_THRESHOLD,
     FACE_SET_PAIRS,
@@ -33,6 +31,7 @@ from tests.support.face_pairs import (
     raw_euclidean,
     split_pairs,
 )
+from tests.support.faces import FaceSet, face_set
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +53,14 @@ def engine(cache_dir: Path) -> OnnxEngine:
 
 
 @pytest.fixture(scope="module")
-def faces() -> list[dict[str, Any]]:
-    root = faces_dir()
-    entries: list[dict[str, Any]] = json.loads((root / "faces.json").read_text())["faces"]
-    for entry in entries:
-        entry["bytes"] = (root / entry["chip"]).read_bytes()
-        entry["path"] = root / entry["chip"]
-    return entries
+def faces() -> FaceSet:
+    return face_set()
+
+
+@pytest.fixture(scope="module")
+def chip_bytes(faces: FaceSet) -> list[bytes]:
+    """Each chip's encoded bytes, as a client sends them, in the face set's order."""
+    return [face.chip.read_bytes() for face in faces]
 
 
 def _check_parity(got: npt.NDArray[np.float32], want: npt.NDArray[np.float32]) -> None:
@@ -69,7 +69,7 @@ def _check_parity(got: npt.NDArray[np.float32], want: npt.NDArray[np.float32]) -
     assert np.abs(got - want).max() <= MAX_ABS_DIFF
 
 
-async def _serve(engine: OnnxEngine, faces: list[dict[str, Any]]) -> npt.NDArray[np.float32]:
+async def _serve(engine: OnnxEngine, chips: list[bytes]) -> npt.NDArray[np.float32]:
     manifest: ModelManifest = engine.manifest
     limits = ImageSettings()
 
@@ -80,22 +80,22 @@ async def _serve(engine: OnnxEngine, faces: list[dict[str, Any]]) -> npt.NDArray
 
     settings = BatcherSettings(max_batch_size=8, max_queue_delay_ms=20)
     async with DynamicBatcher(engine, settings) as batcher:
-        rows = await asyncio.gather(*(one(face["bytes"]) for face in faces))
+        rows = await asyncio.gather(*(one(data) for data in chips))
     return np.stack(rows)
 
 
 async def test_served_embeddings_match_dlib(
-    engine: OnnxEngine, faces: list[dict[str, Any]]
+    engine: OnnxEngine, faces: FaceSet, chip_bytes: list[bytes]
 ) -> None:
-    served = await _serve(engine, faces)
-    _check_parity(served, np.asarray([f["dlib_descriptor"] for f in faces], dtype=np.float32))
+    served = await _serve(engine, chip_bytes)
+    _check_parity(served, np.stack([f.descriptor for f in faces]).astype(np.float32))
 
 
 async def test_served_embeddings_split_pairs_at_dlibs_usual_and_the_calibrated_point(
-    engine: OnnxEngine, faces: list[dict[str, Any]]
+    engine: OnnxEngine, faces: FaceSet, chip_bytes: list[bytes]
 ) -> None:
-    served = await _serve(engine, faces)
-    identities = [face["identity"] for face in faces]
+    served = await _serve(engine, chip_bytes)
+    identities = [face.identity for face in faces]
     genuine, impostor = split_pairs(identities, served, raw_euclidean)
     assert (len(genuine), len(impostor)) == FACE_SET_PAIRS
     assert max(genuine) < DLIB_USUAL_THRESHOLD < min(impostor)
@@ -104,24 +104,26 @@ async def test_served_embeddings_split_pairs_at_dlibs_usual_and_the_calibrated_p
     assert max(genuine) < threshold < min(impostor)
 
 
-def test_every_reference_chip_passes_the_default_quality_gates(faces: list[dict[str, Any]]) -> None:
-    for face in faces:
-        report = assess_quality(decode_image(face["bytes"], ImageSettings()), QualitySettings())
-        assert report.ok, (face["chip"], report)
+def test_every_reference_chip_passes_the_default_quality_gates(
+    faces: FaceSet, chip_bytes: list[bytes]
+) -> None:
+    for face, data in zip(faces, chip_bytes, strict=True):
+        report = assess_quality(decode_image(data, ImageSettings()), QualitySettings())
+        assert report.ok, (face.chip, report)
 
 
 def test_embed_command_prints_dlib_descriptors(
     cache_dir: Path,
-    faces: list[dict[str, Any]],
+    faces: FaceSet,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BIOAUTH_INFERENCE__CACHE_DIR", str(cache_dir))
-    chosen = faces[:3]
-    assert main(["model", "embed", *(str(face["path"]) for face in chosen)]) == 0
+    chosen = faces.faces[:3]
+    assert main(["model", "embed", *(str(face.chip) for face in chosen)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["file"] for line in lines] == [str(face["path"]) for face in chosen]
+    assert [line["file"] for line in lines] == [str(face.chip) for face in chosen]
     _check_parity(
         np.asarray([line["embedding"] for line in lines], dtype=np.float32),
-        np.asarray([face["dlib_descriptor"] for face in chosen], dtype=np.float32),
+        np.stack([face.descriptor for face in chosen]).astype(np.float32),
     )

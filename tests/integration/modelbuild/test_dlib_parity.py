@@ -7,9 +7,7 @@ the committed manifest alone, so these checks cover the manifest as well as the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +19,7 @@ from bioauth.inference.manifest import ModelManifest, load_manifest
 from bioauth.modelbuild import ensure_built
 from bioauth.modelbuild.dlib_converter import PACKAGE, WEIGHTS_FILE
 from bioauth.modelbuild.sources import package_file
-from tests.support.environment import faces_dir, missing
+from tests.support.environment import missing
 from tests.support.face_pairs import (
     DLIB_USUAL_THRESHOLD,
     FACE_SET_PAIRS,
@@ -29,6 +27,7 @@ from tests.support.face_pairs import (
     raw_euclidean,
     split_pairs,
 )
+from tests.support.faces import FaceSet, face_set
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +54,20 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> ort.InferenceSession:
 
 
 @pytest.fixture(scope="module")
-def faces() -> list[dict[str, Any]]:
-    root = faces_dir()
-    data = json.loads((root / "faces.json").read_text(encoding="utf-8"))
-    assert data["model"].startswith("dlib_face_recognition_resnet_model_v1")
-    entries: list[dict[str, Any]] = data["faces"]
-    for entry in entries:
-        with Image.open(root / entry["chip"]) as image:
-            entry["pixels"] = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return entries
+def faces() -> FaceSet:
+    faces = face_set()
+    assert faces.model.startswith("dlib_face_recognition_resnet_model_v1")
+    return faces
+
+
+@pytest.fixture(scope="module")
+def pixels(faces: FaceSet) -> list[Pixels]:
+    """Each chip decoded with Pillow as RGB uint8, in the face set's order."""
+    decoded: list[Pixels] = []
+    for face in faces:
+        with Image.open(face.chip) as image:
+            decoded.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    return decoded
 
 
 def _tensor(manifest: ModelManifest, images: list[Pixels]) -> Floats:
@@ -95,26 +99,26 @@ def _compare(got: Floats, want: Floats) -> tuple[float, float]:
 
 
 def test_every_chip_matches_dlib(
-    session: ort.InferenceSession, manifest: ModelManifest, faces: list[dict[str, Any]]
+    session: ort.InferenceSession, manifest: ModelManifest, faces: FaceSet, pixels: list[Pixels]
 ) -> None:
-    embeddings = _embed(session, manifest, [face["pixels"] for face in faces])
+    embeddings = _embed(session, manifest, pixels)
     worst_cosine, worst_diff, failures = 1.0, 0.0, []
     for face, got in zip(faces, embeddings, strict=True):
-        cosine, diff = _compare(got, np.asarray(face["dlib_descriptor"], np.float32))
+        cosine, diff = _compare(got, face.descriptor.astype(np.float32))
         worst_cosine, worst_diff = min(worst_cosine, cosine), max(worst_diff, diff)
         if cosine < MIN_COSINE or diff > MAX_ABS_DIFF:
-            failures.append(f"{face['chip']}: cosine {cosine:.7f}, max abs diff {diff:.2e}")
+            failures.append(f"{face.chip}: cosine {cosine:.7f}, max abs diff {diff:.2e}")
     print(f"{len(faces)} chips: min cosine {worst_cosine:.8f}, max abs diff {worst_diff:.2e}")
     assert len(faces) == 19
     assert not failures, "\n".join(failures)
 
 
 def test_pairs_split_at_dlibs_usual_threshold(
-    session: ort.InferenceSession, manifest: ModelManifest, faces: list[dict[str, Any]]
+    session: ort.InferenceSession, manifest: ModelManifest, faces: FaceSet, pixels: list[Pixels]
 ) -> None:
     assert manifest.metric == "euclidean"
-    embeddings = _embed(session, manifest, [face["pixels"] for face in faces])
-    identities = [face["identity"] for face in faces]
+    embeddings = _embed(session, manifest, pixels)
+    identities = [face.identity for face in faces]
     genuine, impostor = split_pairs(identities, embeddings, raw_euclidean)
     print(f"genuine max {max(genuine):.4f}, impostor min {min(impostor):.4f}")
     assert (len(genuine), len(impostor)) == FACE_SET_PAIRS
@@ -122,20 +126,20 @@ def test_pairs_split_at_dlibs_usual_threshold(
 
 
 def test_pairs_split_at_the_calibrated_fmr_1e_3_point(
-    session: ort.InferenceSession, manifest: ModelManifest, faces: list[dict[str, Any]]
+    session: ort.InferenceSession, manifest: ModelManifest, faces: FaceSet, pixels: list[Pixels]
 ) -> None:
     threshold, distance = calibrated_split(MANIFEST)
-    embeddings = _embed(session, manifest, [face["pixels"] for face in faces])
-    genuine, impostor = split_pairs([face["identity"] for face in faces], embeddings, distance)
+    embeddings = _embed(session, manifest, pixels)
+    genuine, impostor = split_pairs([face.identity for face in faces], embeddings, distance)
     print(f"genuine max {max(genuine):.4f}, impostor min {min(impostor):.4f}, e1p1 {threshold}")
     assert (len(genuine), len(impostor)) == FACE_SET_PAIRS
     assert max(genuine) < threshold < min(impostor)
 
 
 def test_batch_size_does_not_change_an_embedding(
-    session: ort.InferenceSession, manifest: ModelManifest, faces: list[dict[str, Any]]
+    session: ort.InferenceSession, manifest: ModelManifest, pixels: list[Pixels]
 ) -> None:
-    images = [face["pixels"] for face in faces]
+    images = pixels
     together = _embed(session, manifest, images)
     for index in (0, len(images) - 1):
         alone = _embed(session, manifest, [images[index]])[0]
@@ -143,7 +147,7 @@ def test_batch_size_does_not_change_an_embedding(
 
 
 def test_agrees_with_dlib_beyond_the_reference_set(
-    session: ort.InferenceSession, manifest: ModelManifest, faces: list[dict[str, Any]]
+    session: ort.InferenceSession, manifest: ModelManifest, pixels: list[Pixels]
 ) -> None:
     """dlib itself (test-only) on inputs faces.json does not cover: noise, flat grey, mirrored."""
     try:
@@ -155,8 +159,8 @@ def test_agrees_with_dlib_beyond_the_reference_set(
     images: list[Pixels] = [
         rng.integers(0, 256, size=(150, 150, 3), dtype=np.uint8),
         np.full((150, 150, 3), 128, np.uint8),
-        np.ascontiguousarray(faces[0]["pixels"][:, ::-1]),
-        faces[-1]["pixels"],
+        np.ascontiguousarray(pixels[0][:, ::-1]),
+        pixels[-1],
     ]
     ours = _embed(session, manifest, images)
     for image, got in zip(images, ours, strict=True):

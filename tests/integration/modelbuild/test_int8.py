@@ -25,7 +25,6 @@ from bioauth.modelbuild import ensure_built
 from bioauth.modelbuild.int8_calibration import calibrate_on_lfw
 from bioauth.modelbuild.quantize import read_ranges
 from bioauth.modelbuild.sources import sha256_file
-from tests.support.environment import faces_dir, lfw_dir
 from tests.support.face_pairs import (
     DLIB_USUAL_THRESHOLD,
     FACE_SET_PAIRS,
@@ -33,6 +32,7 @@ from tests.support.face_pairs import (
     raw_euclidean,
     split_pairs,
 )
+from tests.support.faces import face_set, lfw_dir
 
 pytestmark = pytest.mark.integration
 
@@ -62,18 +62,14 @@ def _engine(manifest_path: Path, cache: Path) -> OnnxEngine:
 @pytest.fixture(scope="module")
 def face_embeddings(cache: Path) -> tuple[list[str], Floats, Floats]:
     """Identities, float and int8 embeddings of the face set's chips, through the server path."""
-    root = faces_dir()
-    faces = json.loads((root / "faces.json").read_text(encoding="utf-8"))["faces"]
+    faces = face_set()
     spec = load_manifest(FP32).input
     batch = np.stack(
-        [
-            to_model_input(decode_image((root / f["chip"]).read_bytes(), ImageSettings()), spec)
-            for f in faces
-        ]
+        [to_model_input(decode_image(f.chip.read_bytes(), ImageSettings()), spec) for f in faces]
     )
     fp32 = _engine(FP32, cache).run(batch)
     int8 = _engine(INT8, cache).run(batch)
-    return [f["identity"] for f in faces], fp32, int8
+    return [f.identity for f in faces], fp32, int8
 
 
 def test_a_fresh_build_gives_the_committed_bytes_every_time(cache: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -11,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import numpy as np
-import numpy.typing as npt
 import pytest
 
 from bioauth.crypto.local_provider import LocalKeyProvider
@@ -20,7 +17,7 @@ from bioauth.crypto.provider import KeyProvider
 from bioauth.store.postgres import PostgresTemplateStore
 from bioauth.store.protocol import TemplateStore
 from bioauth.store.sqlite import SqliteTemplateStore
-from tests.support.environment import faces_dir
+from tests.support.faces import Face, face_set
 from tests.support.openbao import OpenBaoServer, openbao_server  # noqa: F401
 from tests.support.postgres import fresh_database
 from tests.support.softhsm import SoftHsmToken, softhsm_token  # noqa: F401
@@ -28,20 +25,10 @@ from tests.support.softhsm import SoftHsmToken, softhsm_token  # noqa: F401
 BACKENDS = ("sqlite", "postgresql")
 
 
-@dataclass(frozen=True)
-class Face:
-    identity: str
-    descriptor: npt.NDArray[np.float64]
-
-
 @pytest.fixture(scope="session")
 def faces() -> list[Face]:
     """The reference dlib descriptors standing in for embeddings (19 faces, 8 identities)."""
-    data = json.loads((faces_dir() / "faces.json").read_text())
-    return [
-        Face(f["identity"], np.asarray(f["dlib_descriptor"], dtype=np.float64))
-        for f in data["faces"]
-    ]
+    return list(face_set())
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,8 @@ from bioauth.store.protocol import (
     WrappedKeyUpdate,
     new_subject_id,
 )
-from tests.integration.store.conftest import Face
 from tests.integration.store.helpers import enroll_new, enrolment, now, seal_all
+from tests.support.faces import Face
 
 pytestmark = pytest.mark.integration
 

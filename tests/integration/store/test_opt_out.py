@@ -26,8 +26,9 @@ from bioauth.service.opt_out import OptOutService, OptOutState
 from bioauth.store.postgres import PostgresTemplateStore
 from bioauth.store.protocol import SubjectStatus, TemplateStore
 from bioauth.store.sqlite import SqliteTemplateStore
-from tests.integration.store.conftest import Backend, Face, open_provider
+from tests.integration.store.conftest import Backend, open_provider
 from tests.integration.store.helpers import enroll_new
+from tests.support.faces import Face
 
 pytestmark = pytest.mark.integration
 

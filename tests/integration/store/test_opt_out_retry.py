@@ -11,8 +11,8 @@ from bioauth.crypto.provider import KeyProvider
 from bioauth.errors import KeyProviderUnavailable
 from bioauth.service.opt_out import OptOutRetrier, OptOutService, OptOutState
 from bioauth.store.protocol import AuditEntry, SubjectStatus, TemplateStore
-from tests.integration.store.conftest import Face
 from tests.integration.store.helpers import enroll_new, now
+from tests.support.faces import Face
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,10 @@ import pytest
 from bioauth.crypto.envelope import open_template
 from bioauth.crypto.local_provider import LocalKeyProvider
 from bioauth.errors import DecryptionFailed
-from tests.integration.store.conftest import Backend, Face
+from tests.integration.store.conftest import Backend
 from tests.integration.store.helpers import enroll_new
 from tests.integration.store.plaintext import find_leaks
+from tests.support.faces import Face
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,9 @@ from bioauth.errors import DecryptionFailed, KeyProviderUnavailable
 from bioauth.service.opt_out import OptOutService
 from bioauth.service.rewrap import rewrap_templates, rotate_subject_keys
 from bioauth.store.protocol import TemplateStore, new_subject_id
-from tests.integration.store.conftest import Backend, Face
+from tests.integration.store.conftest import Backend
 from tests.integration.store.helpers import enroll_new, enrolment, seal_all
+from tests.support.faces import Face
 
 pytestmark = pytest.mark.integration
 

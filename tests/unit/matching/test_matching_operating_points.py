@@ -17,8 +17,7 @@ from bioauth.matching.operating_points import (
     point_name,
     require_calibration,
 )
-
-from .calibrations import SHA, point, standard
+from tests.support.calibration import SHA, point, standard
 
 
 def test_round_trip(tmp_path: Path) -> None:

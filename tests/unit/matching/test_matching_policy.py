@@ -16,8 +16,7 @@ from bioauth.matching.policy import (
     max_gallery_size,
     verify,
 )
-
-from .calibrations import calibration, mode, point, standard
+from tests.support.calibration import calibration, mode, point, standard
 
 E1P1 = ComparisonMode(1, 1)
 E3P1 = ComparisonMode(3, 1)

@@ -21,10 +21,9 @@ from bioauth.crypto.local_provider import LocalKeyProvider
 from bioauth.crypto.provider import KeyProvider
 from bioauth.crypto.tokens import TokenIssuer
 from bioauth.inference.manifest import ModelManifest
-from bioauth.matching.fusion import FusionRule
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.matching.gallery.reduce import reducer_for_rule
-from bioauth.matching.operating_points import Calibration, ModeCalibration, OperatingPoint
+from bioauth.matching.operating_points import Calibration, ComparisonMode
 from bioauth.service.container import Services, build_services
 from bioauth.service.domain import EnrolRequest, FaceInput, Transaction
 from bioauth.service.face_embedder import FaceEmbedder
@@ -35,6 +34,7 @@ from bioauth.testing import build_tiny_model, tiny_manifest
 from bioauth.testing.embedders import ScriptedEmbedder
 from bioauth.v1 import types_pb2
 from bioauth.wire import transaction_hash_b64
+from tests.support.calibration import calibration, mode, point
 
 DIM = 8
 # Constructed for these tests (hand-picked thresholds, not measured): every mode has the same
@@ -43,34 +43,9 @@ LOOSE, STRICT = 0.5, 0.3
 MARGIN = 0.1
 
 
-def _point(name: str, target: float, threshold: float) -> OperatingPoint:
-    return OperatingPoint(
-        name=name,
-        threshold=threshold,
-        target_fmr=target,
-        measured_fmr=target / 2,
-        measured_fnmr=0.1,
-        impostor_comparisons=1_000_000,
-        genuine_comparisons=1000,
-        dataset="constructed",
-    )
-
-
 def constructed_calibration(model_id: str) -> Calibration:
-    mode = ModeCalibration(
-        points=(_point("fmr_1e-3", 1e-3, LOOSE), _point("fmr_1e-4", 1e-4, STRICT)),
-        identify_margin=MARGIN,
-    )
-    return Calibration(
-        schema_version=1,
-        model_id=model_id,
-        model_sha256="ab" * 32,
-        metric="euclidean",
-        fusion_rule=FusionRule.MEAN_L2_NORMALISED,
-        dataset="constructed",
-        generated_by="tests",
-        modes={f"e{e}p{p}": mode for e in (1, 2, 3) for p in (1, 2, 3)},
-    )
+    same = mode(point(1e-3, LOOSE), point(1e-4, STRICT), margin=MARGIN)
+    return calibration({m.key: same for m in ComparisonMode.all()}, model_id=model_id)
 
 
 def face_png(seed: int, *, side: int = 150, blur: bool = False, dark: bool = False) -> bytes:

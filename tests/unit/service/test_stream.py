@@ -17,7 +17,7 @@ from bioauth.crypto.tokens import TokenIssuer
 from bioauth.errors import DeadlineExceeded, InvalidInput, NotFound
 from bioauth.matching.decision import Decision, DecisionReason
 from bioauth.matching.fusion import FusionRule, fused_distance
-from bioauth.matching.operating_points import Calibration, ModeCalibration, OperatingPoint
+from bioauth.matching.operating_points import Calibration
 from bioauth.matching.scores import Metric
 from bioauth.service.decisions import DecisionRecorder
 from bioauth.service.domain import AuthorizationOutcome, FaceInput, Operation
@@ -30,6 +30,7 @@ from bioauth.service.stream_types import (
     SessionOpening,
     StreamFrame,
 )
+from tests.support.calibration import calibration, mode, point
 from tests.unit.service.conftest import (
     World,
     deadline,
@@ -50,28 +51,8 @@ UNREADABLE = b"\x89PNG but not really"
 
 
 def _calibration(model_id: str) -> Calibration:
-    def mode(threshold: float) -> ModeCalibration:
-        point = OperatingPoint(
-            name=POINT,
-            threshold=threshold,
-            target_fmr=1e-3,
-            measured_fmr=5e-4,
-            measured_fnmr=0.1,
-            impostor_comparisons=100_000,
-            genuine_comparisons=1000,
-            dataset="constructed",
-        )
-        return ModeCalibration(points=(point,), identify_margin=0.05)
-
-    return Calibration(
-        schema_version=1,
-        model_id=model_id,
-        model_sha256="ab" * 32,
-        metric="euclidean",
-        fusion_rule=FusionRule.MEAN_L2_NORMALISED,
-        dataset="constructed",
-        generated_by="tests",
-        modes={key: mode(t) for key, t in THRESHOLDS.items()},
+    return calibration(
+        {key: mode(point(1e-3, t)) for key, t in THRESHOLDS.items()}, model_id=model_id
     )
 
 
