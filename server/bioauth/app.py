@@ -29,11 +29,11 @@ from bioauth.crypto.factory import open_key_provider
 from bioauth.crypto.tokens import TokenIssuer
 from bioauth.inference.batcher import DynamicBatcher
 from bioauth.inference.engine import OnnxEngine
-from bioauth.inference.manifest import load_manifest
+from bioauth.inference.manifest import calibration_path, load_manifest
 from bioauth.matching.gallery import TenantGalleries
 from bioauth.matching.gallery.index import make_backend
 from bioauth.matching.gallery.reduce import reducer_for_rule
-from bioauth.matching.operating_points import Calibration, calibration_path, load_calibration
+from bioauth.matching.operating_points import Calibration, load_calibration
 from bioauth.modelbuild import ensure_built
 from bioauth.observability.logging import configure_logging, get_logger
 from bioauth.observability.metrics import MetricsEndpoint

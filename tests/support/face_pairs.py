@@ -20,9 +20,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from bioauth.inference.manifest import load_manifest
+from bioauth.inference.manifest import calibration_path, load_manifest
 from bioauth.matching.fusion import fused_distance
-from bioauth.matching.operating_points import ComparisonMode, calibration_path, load_calibration
+from bioauth.matching.operating_points import ComparisonMode, load_calibration
 
 __all__ = [
     "CALIBRATED_POINT",

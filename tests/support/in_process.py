@@ -29,9 +29,9 @@ from bioauth.config import (
     hash_api_key,
 )
 from bioauth.testing import build_tiny_model, tiny_manifest
-from tests.support.server import TEST_API_KEYS
+from tests.support.server import DEFAULT_TENANTS
 
-__all__ = ["TEST_API_KEYS", "in_process_settings", "running_app"]
+__all__ = ["in_process_settings", "running_app"]
 
 
 def _tiny_model(directory: Path) -> Path:
@@ -46,8 +46,8 @@ def _tiny_model(directory: Path) -> Path:
 
 
 def in_process_settings(directory: Path, **server: Any) -> Settings:
-    """Settings for a throwaway server: files under ``directory``, the two ``TEST_API_KEYS``
-    tenants; ``server`` overrides fields of the ``[server]`` section."""
+    """Settings for a throwaway server: files under ``directory``, the two ``DEFAULT_TENANTS``
+    of the subprocess server; ``server`` overrides fields of the ``[server]`` section."""
     server_fields: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 0,
@@ -58,8 +58,8 @@ def in_process_settings(directory: Path, **server: Any) -> Settings:
     return Settings(
         server=ServerSettings(**server_fields),
         tenants=[
-            TenantSettings(id=tenant, api_key_sha256=[hash_api_key(key)])
-            for tenant, key in TEST_API_KEYS.items()
+            TenantSettings(id=tenant.id, api_key_sha256=[hash_api_key(tenant.api_key)])
+            for tenant in DEFAULT_TENANTS
         ],
         inference=InferenceSettings(
             manifest=_tiny_model(directory / "model"),

@@ -108,7 +108,7 @@ def _lfw(args: argparse.Namespace) -> int:
     from bioauth.evaluation.embeddings import embed_with_model, reference_embeddings
     from bioauth.evaluation.report import evaluate, write_report
     from bioauth.evaluation.summary import summary_lines
-    from bioauth.matching.operating_points import calibration_path
+    from bioauth.inference.manifest import calibration_path
 
     partial = args.smoke is not None or args.folds is not None
     if args.write_calibration and (partial or args.descriptors != "model"):

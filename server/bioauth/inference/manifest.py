@@ -42,12 +42,14 @@ __all__ = [
     "OnnxSpec",
     "QuantizedSourceSpec",
     "SourceSpec",
+    "calibration_path",
     "load_manifest",
 ]
 
 SCHEMA_VERSION: Final = 1
 CALIBRATION_FILE = "calibration.json"
-"""Name of the calibrated operating points file that sits beside a manifest (owned elsewhere)."""
+"""Name of the calibrated operating points file that sits beside a manifest (its format is
+``bioauth.matching.operating_points``)."""
 
 _Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 _RETIRED_FIELDS: Final = {
@@ -200,3 +202,9 @@ def load_manifest(path: Path) -> ModelManifest:
             for err in exc.errors()
         )
         raise ManifestError(f"model manifest {path} is invalid: {problems}") from exc
+
+
+def calibration_path(manifest_path: Path, override: Path | None = None) -> Path:
+    """Where a model's calibration lives: ``override`` (settings ``matching.calibration``) or
+    ``calibration.json`` beside its manifest. The one place this rule is written."""
+    return override if override is not None else manifest_path.parent / CALIBRATION_FILE

@@ -32,7 +32,6 @@ __all__ = [
     "MAX_IMAGES_PER_SIDE",
     "Calibration",
     "CalibrationError",
-    "calibration_path",
     "ComparisonMode",
     "ModeCalibration",
     "OperatingPoint",
@@ -179,14 +178,6 @@ class Calibration(_Frozen):
     def to_json(self) -> str:
         """Canonical text: sorted keys, two-space indent, trailing newline (diffs stay small)."""
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-
-
-def calibration_path(manifest_path: Path, override: Path | None = None) -> Path:
-    """Where a model's calibration lives: ``override`` (settings ``matching.calibration``) or
-    ``calibration.json`` beside its manifest."""
-    from bioauth.inference.manifest import CALIBRATION_FILE
-
-    return override if override is not None else manifest_path.parent / CALIBRATION_FILE
 
 
 def load_calibration(path: Path, *, model_id: str, model_sha256: str) -> Calibration:

@@ -16,10 +16,10 @@ from bioauth.cli.main import main
 from bioauth.config import ImageSettings, InferenceSettings
 from bioauth.inference.decode import decode_image
 from bioauth.inference.engine import OnnxEngine
-from bioauth.inference.manifest import QuantizedSourceSpec, load_manifest
+from bioauth.inference.manifest import QuantizedSourceSpec, calibration_path, load_manifest
 from bioauth.inference.preprocess import to_model_input
 from bioauth.matching.decision import Decision
-from bioauth.matching.operating_points import CalibrationError, calibration_path, load_calibration
+from bioauth.matching.operating_points import CalibrationError, load_calibration
 from bioauth.matching.policy import verify
 from bioauth.modelbuild import ensure_built
 from bioauth.modelbuild.int8_calibration import calibrate_on_lfw

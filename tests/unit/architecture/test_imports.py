@@ -59,6 +59,8 @@ ROOMS: dict[str, frozenset[str]] = {
         {
             "bioauth.config",
             "bioauth.errors",
+            "bioauth.inference",
+            "bioauth.matching",
             "bioauth.observability",
             "bioauth.service",
             "bioauth.v1",
@@ -92,6 +94,8 @@ REQUEST_PATH = frozenset(
     }
 )
 CONVERTER = "bioauth.modelbuild"
+OFFLINE = frozenset({CONVERTER, "bioauth.evaluation"})
+"""Rooms that build or measure a model: never imported on the request path."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,6 @@ def _walk(module: str) -> Iterator[Import]:
     in_function = _function_lines(tree)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
-        targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -190,15 +193,15 @@ def _walk(module: str) -> Iterator[Import]:
             if node.level:
                 anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 base = f"{anchor}.{base}" if base else anchor
-            # ``from pkg import sub`` imports the submodule when there is one.
-            targets = [f"{base}.{alias.name}" for alias in node.names]
             if base == "__future__":
                 continue
+            # ``from pkg import sub`` imports the submodule when there is one.
+            targets = [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
         for target in targets:
-            if target.split(".")[0] == "bioauth":
-                resolved = _resolve(target)
-            else:
-                resolved = target.split(".")[0]
+            top = target.split(".")[0]
+            resolved = _resolve(target) if top == "bioauth" else top
             yield Import(module, resolved, node.lineno, node.lineno in in_function)
 
 
@@ -293,14 +296,20 @@ def test_every_room_imports_only_the_rooms_below_it() -> None:
     assert wrong == []
 
 
-def test_only_the_composition_root_cli_and_evaluation_import_the_converter() -> None:
-    importers = {
-        f"{imp.module}:{imp.line}"
+def test_the_request_path_imports_neither_the_converter_nor_the_evaluation() -> None:
+    importers = sorted(
+        f"{imp.module}:{imp.line} imports {imp.target}"
         for module in modules()
+        if room(module) in REQUEST_PATH
         for imp in imports_of(module)
-        if room(imp.target) == CONVERTER and room(module) in REQUEST_PATH
-    }
-    assert importers == set()
+        if room(imp.target) in OFFLINE
+    )
+    assert importers == []
+
+
+def test_the_converter_imports_only_what_it_shares_with_the_server() -> None:
+    """The one direction between server and converter: the converter reads the manifest schema,
+    the preprocessing, settings and errors; the server never reaches into the converter."""
     converter_imports = {
         room(imp.target)
         for module in modules()
@@ -309,6 +318,7 @@ def test_only_the_composition_root_cli_and_evaluation_import_the_converter() -> 
         if imp.target.startswith("bioauth.")
     }
     assert converter_imports <= ROOMS[CONVERTER] | {CONVERTER}
+    assert {"bioauth.inference", "bioauth.config"} <= converter_imports
 
 
 @cache

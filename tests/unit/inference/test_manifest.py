@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bioauth.errors import FailedPrecondition
-from bioauth.inference.manifest import ManifestError, ModelManifest, load_manifest
+from bioauth.inference.manifest import ManifestError, ModelManifest, calibration_path, load_manifest
 
 
 def _valid() -> dict[str, Any]:
@@ -128,3 +128,9 @@ def test_refuses_the_retired_provisional_threshold_and_says_where_thresholds_are
     with pytest.raises(ManifestError, match="provisional_threshold") as info:
         load_manifest(_write(tmp_path, raw))
     assert "calibration.json" in str(info.value)
+
+
+def test_calibration_sits_beside_the_manifest_unless_overridden(tmp_path: Path) -> None:
+    manifest = tmp_path / "model" / "manifest.json"
+    assert calibration_path(manifest) == tmp_path / "model" / "calibration.json"
+    assert calibration_path(manifest, tmp_path / "other.json") == tmp_path / "other.json"

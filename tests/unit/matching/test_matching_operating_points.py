@@ -12,7 +12,6 @@ from bioauth.matching.operating_points import (
     CalibrationError,
     ComparisonMode,
     ModeCalibration,
-    calibration_path,
     load_calibration,
     point_name,
     require_calibration,
@@ -75,9 +74,3 @@ def test_point_names() -> None:
     assert point_name(1e-4) == "fmr_1e-4"
     assert point_name(1e-3) == "fmr_1e-3"
     assert point_name(2e-4) == "fmr_0.0002"
-
-
-def test_calibration_sits_beside_the_manifest_unless_overridden(tmp_path: Path) -> None:
-    manifest = tmp_path / "model" / "manifest.json"
-    assert calibration_path(manifest) == tmp_path / "model" / "calibration.json"
-    assert calibration_path(manifest, tmp_path / "other.json") == tmp_path / "other.json"

@@ -25,12 +25,15 @@ from prometheus_client import REGISTRY
 from bioauth import errors
 from bioauth.api.interceptors.request_context import current_request
 from bioauth.v1 import bioauth_pb2, bioauth_pb2_grpc, types_pb2
-from tests.support.in_process import TEST_API_KEYS, in_process_settings, running_app
+from bioauth.wire import API_KEY_HEADER
+from tests.support.in_process import in_process_settings, running_app
+from tests.support.server import DEFAULT_TENANTS
 
 DEFAULT_DEADLINE_S = 0.5
 PROBE = "/bioauth.test.Probe/"
-KEY_A = (("x-api-key", TEST_API_KEYS["tenant-a"]),)
-KEY_B = (("x-api-key", TEST_API_KEYS["tenant-b"]),)
+TENANT_A, TENANT_B = DEFAULT_TENANTS
+KEY_A = ((API_KEY_HEADER, TENANT_A.api_key),)
+KEY_B = ((API_KEY_HEADER, TENANT_B.api_key),)
 
 
 @dataclass
