@@ -10,6 +10,7 @@ functions and under ``TYPE_CHECKING`` count like any other: they are still an ar
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -369,3 +370,25 @@ def test_first_party_imports_stay_inside_declared_distributions() -> None:
                 if target_dist not in reachable:
                     wrong.append(f"{module}:{imp.line} imports {imp.target} from {target_dist}")
     assert wrong == []
+
+
+def _design_rooms() -> dict[str, frozenset[str]]:
+    """The "Rooms" table of docs/design.md: room -> the rooms its row says it may import."""
+    text = (REPO / "docs" / "design.md").read_text()
+    section = text.split("## Rooms", 1)[1].split("\n## ", 1)[0]
+    drawn: dict[str, frozenset[str]] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        may_import = re.findall(r"`([a-z0-9_]+)`", cells[2])
+        drawn[f"bioauth.{cells[0].strip('`')}"] = frozenset(
+            f"bioauth.{name}" for name in may_import
+        )
+    return drawn
+
+
+def test_the_design_document_draws_the_same_arrows() -> None:
+    drawn = _design_rooms()
+    assert set(drawn) == set(ROOMS) | COMPOSERS
+    assert {name: drawn[name] for name in ROOMS} == ROOMS
